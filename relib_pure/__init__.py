@@ -1,0 +1,54 @@
+"""relib_pure: a pure-Python host, loader and inspector for reloadable native libraries.
+
+Layers (data flows one way): :mod:`relib_pure.inspection` (bytes -> model) ->
+:mod:`relib_pure.compat` (model -> findings) -> :mod:`relib_pure.runtime`
+(load, call, unload, verify) with :mod:`relib_pure.relib` (relib's protocol) ->
+:mod:`relib_pure.cli`.
+
+Public names are imported lazily so ``import relib_pure`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from relib_pure.errors import *  # noqa: F401,F403
+from relib_pure.errors import __all__ as _errors_all
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "inspect": "relib_pure.inspection",
+    "inspect_bytes": "relib_pure.inspection",
+    "LibraryInfo": "relib_pure.model",
+    "CompilationInfo": "relib_pure.model",
+    "check": "relib_pure.compat",
+    "Policy": "relib_pure.compat",
+    "Expectation": "relib_pure.compat",
+    "CheckReport": "relib_pure.compat",
+    "Finding": "relib_pure.compat",
+    "Interface": "relib_pure.interface",
+    "load": "relib_pure.runtime",
+    "Module": "relib_pure.runtime",
+    "UnloadReport": "relib_pure.runtime",
+    "probe": "relib_pure.runtime",
+    "load_module": "relib_pure.relib",
+    "RelibModule": "relib_pure.relib",
+}
+
+__all__ = ["__version__", *_errors_all, *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'relib_pure' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

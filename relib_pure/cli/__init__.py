@@ -1,0 +1,1 @@
+"""The ``relib-pure`` command line: a thin layer that renders library results."""

@@ -1,0 +1,38 @@
+"""Shared pytest fixtures: native test libraries built from ``fixtures/``.
+
+``native("name")`` builds (or reuses from the hash-keyed cache) the fixture
+``name`` declared in some ``fixtures/**/fixture.json`` and returns its path.
+On CI (``CI=true``) a missing toolchain fails the test; locally it skips with
+the reason, so a machine without MinGW still runs everything else.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+
+import build_fixtures  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def native() -> Callable[[str], Path]:
+    def get(name: str) -> Path:
+        try:
+            return build_fixtures.build(name)
+        except build_fixtures.FixtureUnavailable as e:
+            if os.environ.get("CI"):
+                pytest.fail(f"fixture toolchain missing on CI: {e}")
+            pytest.skip(f"fixture toolchain missing: {e}")
+    return get
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
