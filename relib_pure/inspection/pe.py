@@ -29,7 +29,8 @@ import pefile
 
 from relib_pure import abi
 from relib_pure.errors import InspectionError, RelibError
-from relib_pure.model import CompilationInfo, LibraryInfo, PEExport, PEImport, PEInfo, RelibInfo
+from relib_pure.model import (CompilationInfo, LibraryInfo, PEExport, PEImport, PEInfo,
+                              RelibFunction, RelibInfo)
 
 __all__ = ["read_pe", "PE_MACHINES"]
 
@@ -53,6 +54,7 @@ _DIR_BASERELOC = pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_BASERELOC"]
 _REL_BASED_HIGHLOW = 3
 _REL_BASED_DIR64 = 10
 _COFF_SYMBOL_SIZE = 18
+_SCN_MEM_EXECUTE = 0x20000000
 # pefile's default (8192) would call a big Rust DLL's export table corrupt.
 _MAX_EXPORTS = 1 << 20
 # Exceptions pefile lets escape on hostile bytes besides its own PEFormatError.
@@ -336,6 +338,10 @@ def _section_name(section: object) -> str:
 def _relib_info(path: str, pe: pefile.PE, data: Data, size: int, bits: int,
                 exports: tuple[PEExport, ...]) -> RelibInfo | None:
     names = [e.name for e in exports if e.name is not None and e.forwarder is None]
+    # A PE export table does not say function or data: the section does. relib's
+    # import slots are data (function pointers the host overwrites).
+    code_names = {e.name for e in exports
+                  if e.name is not None and e.forwarder is None and _is_code(pe, e.rva)}
     info_export = next((e for e in exports
                         if e.name == abi.COMPILATION_INFO_SYMBOL and e.forwarder is None), None)
     if info_export is None and not any(n.startswith(abi.PUBLIC_PREFIX) for n in names):
@@ -350,7 +356,7 @@ def _relib_info(path: str, pe: pefile.PE, data: Data, size: int, bits: int,
             compilation = _decode_compilation_info(raw, source)
         except InspectionError as e:
             error = e.message
-    return _classify(names, compilation, error)
+    return _classify(names, code_names, compilation, error)
 
 
 def _read_compilation_string(path: str, pe: pefile.PE, data: Data, size: int, bits: int,
@@ -388,6 +394,14 @@ def _read_compilation_string(path: str, pe: pefile.PE, data: Data, size: int, bi
     kind = _REL_BASED_DIR64 if word == 8 else _REL_BASED_HIGHLOW
     source = "pe-basereloc" if _has_base_reloc(pe, data, size, rva, kind) else "in-place"
     return text, source
+
+
+def _is_code(pe: pefile.PE, rva: int) -> bool:
+    for section in pe.sections:
+        if section.VirtualAddress <= rva < section.VirtualAddress + max(
+                section.Misc_VirtualSize, section.SizeOfRawData):
+            return bool(section.Characteristics & _SCN_MEM_EXECUTE)
+    return False
 
 
 def _rva_to_offset(pe: pefile.PE, rva: int, length: int, size: int) -> int | None:
@@ -445,34 +459,39 @@ def _decode_compilation_info(raw: str, source: str) -> CompilationInfo:
                            source=source)
 
 
-def _classify(names: list[str], compilation: CompilationInfo | None,
+def _classify(names: list[str], code_names: set[str], compilation: CompilationInfo | None,
               error: str | None) -> RelibInfo:
-    from relib_pure.model import RelibFunction
-
     name_set = set(names)
     internal = tuple(sorted(n for n in names if n.startswith(abi.INTERNAL_EXPORT_PREFIX)))
     internal_imports = tuple(sorted(n for n in names
                                     if n.startswith(abi.INTERNAL_IMPORT_PREFIX)))
-    public: list[RelibFunction] = []
+    exports: list[RelibFunction] = []
+    imports: list[RelibFunction] = []
     for n in sorted(names):
         if not n.startswith(abi.PUBLIC_PREFIX) or n in internal or n in internal_imports:
             continue
         rest = n[len(abi.PUBLIC_PREFIX):]
-        trait, _, fn = rest.partition("_") if rest not in ("main", "before_unload") else (
-            None, "", rest)
+        if rest in ("main", "before_unload"):
+            trait, fn = None, rest
+        else:
+            # only the trait's last path segment is in the name, and it has no "_"
+            # in relib's naming rule (§1.1) as traits are CamelCase
+            head, _, tail = rest.partition("_")
+            trait, fn = (head, tail) if tail else (None, rest)
         post = abi.post_symbol(n)
         boxed = post in name_set
-        public.append(RelibFunction(symbol=n, trait=trait or None, name=fn or rest,
-                                    boxed=boxed, post_symbol=post if boxed else None))
+        func = RelibFunction(symbol=n, trait=trait, name=fn, boxed=boxed,
+                             post_symbol=post if boxed else None)
+        (exports if n in code_names else imports).append(func)
     hooks = tuple(sorted(n for n in names if n in abi.HOOK_SYMBOLS))
     return RelibInfo(
         compilation_info=compilation,
         compilation_info_error=error,
-        has_main=abi.public_symbol(None, "main") in name_set,
-        has_before_unload=abi.public_symbol(None, "before_unload") in name_set,
-        exports=tuple(public),
-        imports=(),
-        internal_exports=internal,
-        internal_imports=internal_imports,
+        has_main=abi.public_symbol(None, "main") in code_names,
+        has_before_unload=abi.public_symbol(None, "before_unload") in code_names,
+        exports=tuple(exports),
+        imports=tuple(imports),
+        internal_exports=tuple(n for n in internal if n in code_names),
+        internal_imports=tuple(n for n in internal_imports if n not in code_names),
         hooks=hooks,
     )
