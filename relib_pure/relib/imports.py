@@ -1,0 +1,197 @@
+"""Wiring Python callables into a module's public import slots (§1.6).
+
+Per generation the slot expects:
+
+- ``plain`` (0.1.8-0.2.2): ``R f(args...)``. There is no way to report
+  failure, so an exception prints its traceback and aborts the process (the
+  Rust host would panic inside ``extern "C"`` and abort too). Structure returns
+  are impossible from a ctypes callback and are refused at load.
+- ``A`` (0.2.3): ``bool f(R* ret, args...)``; the value is written through
+  ``ret``.
+- ``B`` (0.3+): ``R' f(bool* success, args...)``; when the module has a
+  ``__post`` slot for the import, R' is a pointer to a host-owned box that must
+  stay alive until the module calls the post slot with it.
+
+In A and B the wrapper always writes the success flag (the module passes it
+uninitialised); an exception prints its traceback and reports failure, and the
+module then aborts with relib's "host panicked" message, as upstream does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+from ctypes import CFUNCTYPE, POINTER, c_bool, c_void_p
+from typing import Any
+
+from relib_pure.abi import Generation, post_symbol
+from relib_pure.errors import LoadError, SymbolMissing
+from relib_pure.relib.callbacks import write_stderr
+from relib_pure.relib.layouts import POST_CALLBACK
+from relib_pure.relib.signatures import FunctionSpec
+from relib_pure.relib.values import is_struct, to_ctype
+
+__all__ = ["ImportTable", "build_imports", "write_slots"]
+
+
+def _report_exception(spec: FunctionSpec) -> None:
+    write_stderr(f"[relib_pure] host import {spec.name!r} ({spec.symbol}) raised:\n"
+                 + traceback.format_exc())
+
+
+class ImportTable:
+    """The callbacks of one module's public imports and the boxes it still holds.
+
+    Must stay referenced as long as the library is mapped (the runtime keeps
+    it in the module; a leaked module keeps it forever).
+    """
+
+    def __init__(self, generation: Generation, path: str | None) -> None:
+        self.generation = generation
+        self.path = path
+        #: symbol -> CFUNCTYPE object written into that slot
+        self.callbacks: dict[str, Any] = {}
+        #: address -> host value, for boxes the module has not released yet
+        self.boxes: dict[int, Any] = {}
+        #: values convention A wrote out (views whose buffers the module may keep)
+        self.written: list[Any] = []
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def pending_boxes(self) -> int:
+        """Boxes returned to the module and not yet released through post."""
+        return len(self.boxes)
+
+    # -- wrappers --------------------------------------------------------------
+
+    def _plain(self, spec: FunctionSpec, func: Callable[..., Any]) -> Any:
+        if is_struct(spec.restype):
+            raise LoadError(
+                f"import {spec.name!r} returns a structure, which relib "
+                f"{self.generation.name} passes by value and a ctypes callback cannot "
+                "return; use relib 0.2.3+ or a primitive return", path=self.path,
+                code="load.init-failed")
+
+        def wrapper(*args: Any) -> Any:
+            self.calls += 1
+            try:
+                result = func(*args)
+                return None if spec.restype is None else result
+            except BaseException:
+                try:
+                    _report_exception(spec)
+                    write_stderr(f"[relib_pure] relib {self.generation.name} imports cannot "
+                                 "report failure, aborting\n")
+                finally:
+                    os.abort()
+        return CFUNCTYPE(spec.restype, *spec.argtypes)(wrapper)
+
+    def _convention_a(self, spec: FunctionSpec, func: Callable[..., Any]) -> Any:
+        def wrapper(ret: int | None, *args: Any) -> bool:
+            self.calls += 1
+            try:
+                result = func(*args)
+                if spec.restype is not None and ret:
+                    value = to_ctype(spec.restype, result)
+                    ctypes.memmove(ret, ctypes.addressof(value), ctypes.sizeof(value))
+                    if getattr(value, "_keep", None) is not None:
+                        with self._lock:
+                            self.written.append(value)
+                return True
+            except BaseException:
+                _report_exception(spec)
+                return False
+        return CFUNCTYPE(c_bool, c_void_p, *spec.argtypes)(wrapper)
+
+    def _convention_b(self, spec: FunctionSpec, func: Callable[..., Any], boxed: bool) -> Any:
+        restype = c_void_p if boxed else spec.restype
+        zero = None if restype is None else (0 if restype is c_void_p else restype())
+
+        def wrapper(success: Any, *args: Any) -> Any:
+            self.calls += 1
+            try:
+                result = func(*args)
+                if boxed:
+                    box = to_ctype(spec.restype, result)
+                    address = ctypes.addressof(box)
+                    with self._lock:
+                        self.boxes[address] = box
+                    out: Any = address
+                elif spec.restype is None:
+                    out = None
+                else:
+                    out = result
+                success[0] = True
+                return out
+            except BaseException:
+                _report_exception(spec)
+                try:
+                    success[0] = False
+                except BaseException:
+                    pass
+                return zero
+        return CFUNCTYPE(restype, POINTER(c_bool), *spec.argtypes)(wrapper)
+
+    def _post(self, spec: FunctionSpec) -> Any:
+        def release(address: int | None) -> None:
+            try:
+                with self._lock:
+                    self.boxes.pop(address or 0, None)
+            except BaseException:
+                pass
+        return POST_CALLBACK(release)
+
+
+def build_imports(specs: tuple[FunctionSpec, ...], implementations: Mapping[str, Callable[..., Any]],
+                  generation: Generation, resolve: Callable[[str], int | None],
+                  *, path: str | None = None) -> tuple[ImportTable, dict[int, Any]]:
+    """Check the import slots and build their callbacks.
+
+    Returns the table and ``{slot address: callback}`` to write once the
+    library is ready. Every declared import needs an implementation and a slot
+    in the library; all missing ones are reported together.
+    """
+    table = ImportTable(generation, path)
+    writes: dict[int, Any] = {}
+    missing_symbols = []
+    missing_impls = [s.name for s in specs if s.name not in implementations]
+    if missing_impls:
+        raise LoadError(f"no implementation given for imports {missing_impls}", path=path,
+                        code="load.init-failed")
+    unknown = sorted(set(implementations) - {s.name for s in specs})
+    if unknown:
+        raise LoadError(f"implementations given for undeclared imports {unknown}", path=path,
+                        code="load.init-failed")
+    for spec in specs:
+        slot = resolve(spec.symbol)
+        if not slot:
+            missing_symbols.append(spec.symbol)
+            continue
+        func = implementations[spec.name]
+        post_slot = None
+        if generation.import_convention == "plain":
+            cb = table._plain(spec, func)
+        elif generation.import_convention == "A":
+            cb = table._convention_a(spec, func)
+        else:
+            post_slot = resolve(post_symbol(spec.symbol))
+            cb = table._convention_b(spec, func, boxed=bool(post_slot))
+        table.callbacks[spec.symbol] = cb
+        writes[slot] = cb
+        if post_slot:
+            post_cb = table._post(spec)
+            table.callbacks[post_symbol(spec.symbol)] = post_cb
+            writes[post_slot] = post_cb
+    if missing_symbols:
+        raise SymbolMissing(f"import slots missing: {', '.join(missing_symbols)}", path=path,
+                            symbols=tuple(missing_symbols))
+    return table, writes
+
+
+def write_slots(writes: Mapping[int, Any]) -> None:
+    """Write each callback's address into its 8-byte slot."""
+    for slot, cb in writes.items():
+        c_void_p.from_address(slot).value = ctypes.cast(cb, c_void_p).value
