@@ -51,6 +51,7 @@ ERROR_CODES: dict[str, str] = {
     "compat.unsupported-relib": "relib protocol version not supported by this host",
     "compat.compilation-mismatch": "compilation info differs from the expectation",
     "compat.arch": "architecture, bitness or OS does not match this interpreter",
+    "compat.expectation": "the expectation could not be established (rustc not runnable, --like file without compilation info)",
     # loading
     "load.dlopen": "dlopen failed (dlerror text attached)",
     "load.already-loaded": "the library (path or inode) is already mapped in this process",
@@ -69,6 +70,7 @@ ERROR_CODES: dict[str, str] = {
     "unload.dlclose": "dlclose failed",
     "unload.still-mapped": "the library is still mapped after dlclose",
     "unload.wrong-thread": "unload was requested from a thread that does not own the module",
+    "unload.not-supported": "the relib module was built without unloading; it stays loaded",
     # reload loops
     "reload.failed": "a reload cycle failed; the last good module stays loaded",
 }
