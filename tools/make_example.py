@@ -91,7 +91,7 @@ def dynamic_symbols(lib: Path) -> set[tuple[str, str, str, bool]]:
     for line in r.stdout.splitlines():
         m = _DYNSYM_LINE.match(line)
         if m:
-            # readelf appends " (N)" version indices; the name column has none inside it
+            # the " (N)" version index readelf prints after a name is a separate field
             found.add((m["name"], m["type"], m["bind"], m["ndx"] != "UND"))
     return found
 
