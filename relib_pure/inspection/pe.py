@@ -29,8 +29,9 @@ import pefile
 
 from relib_pure import abi
 from relib_pure.errors import InspectionError, RelibError
-from relib_pure.model import (CompilationInfo, LibraryInfo, PEExport, PEImport, PEInfo,
-                              RelibFunction, RelibInfo)
+from relib_pure.inspection.relib_info import (MAX_COMPILATION_INFO_LEN,
+                                             classify_relib_symbols, decode_compilation_info)
+from relib_pure.model import CompilationInfo, LibraryInfo, PEExport, PEImport, PEInfo, RelibInfo
 
 __all__ = ["read_pe", "PE_MACHINES"]
 
@@ -60,8 +61,6 @@ _MAX_EXPORTS = 1 << 20
 # Exceptions pefile lets escape on hostile bytes besides its own PEFormatError.
 _PARSE_ERRORS = (pefile.PEFormatError, struct.error, IndexError, KeyError, ValueError,
                  OverflowError, UnicodeError)
-# A compilation-info string longer than this is a corrupt length field.
-_MAX_INFO_LEN = 4096
 
 
 Data = bytes | bytearray | memoryview | mmap.mmap
@@ -196,6 +195,12 @@ def _check_dos_header(path: str, data: Data, size: int) -> None:
     if signature != b"PE\0\0":
         raise InspectionError("MZ file without a PE header (DOS program?)", path=path,
                               code="inspect.unknown-format")
+    (sections,) = struct.unpack_from("<H", data, e_lfanew + 6)
+    (optional_size,) = struct.unpack_from("<H", data, e_lfanew + 20)
+    headers_end = e_lfanew + 24 + optional_size + 40 * sections
+    if headers_end > size:
+        raise InspectionError(f"PE headers and section table need {headers_end} bytes, file has"
+                              f" {size}", path=path, code="inspect.truncated")
 
 
 def _nt_headers_end(pe: pefile.PE) -> int:
@@ -353,10 +358,10 @@ def _relib_info(path: str, pe: pefile.PE, data: Data, size: int, bits: int,
     else:
         try:
             raw, source = _read_compilation_string(path, pe, data, size, bits, info_export.rva)
-            compilation = _decode_compilation_info(raw, source)
+            compilation = decode_compilation_info(raw, source)
         except InspectionError as e:
             error = e.message
-    return _classify(names, code_names, compilation, error)
+    return classify_relib_symbols(names, code_names, compilation, error)
 
 
 def _read_compilation_string(path: str, pe: pefile.PE, data: Data, size: int, bits: int,
@@ -375,7 +380,7 @@ def _read_compilation_string(path: str, pe: pefile.PE, data: Data, size: int, bi
     fmt = "<QQ" if word == 8 else "<II"
     ptr, length = struct.unpack_from(fmt, data, offset)
     image_base = pe.OPTIONAL_HEADER.ImageBase
-    if length > _MAX_INFO_LEN:
+    if length > MAX_COMPILATION_INFO_LEN:
         raise InspectionError(f"compilation info length {length} is implausible", path=path,
                               code="inspect.malformed")
     if ptr < image_base:
@@ -438,60 +443,3 @@ def _has_base_reloc(pe: pefile.PE, data: Data, size: int, rva: int, kind: int) -
             return any(e >> 12 == kind and (e & 0xFFF) == rva - page for e in entries)
         pos += block_size
     return False
-
-
-def _decode_compilation_info(raw: str, source: str) -> CompilationInfo:
-    fields = raw.split("|")
-    if len(fields) not in (4, 5):
-        raise InspectionError(f"compilation info has {len(fields)} fields, expected 4 or 5: "
-                              f"{raw!r}", code="inspect.malformed")
-    unloading: bool | None = None
-    if len(fields) == 5:
-        if fields[4] not in ("0", "1"):
-            raise InspectionError(f"unloading flag {fields[4]!r} is not 0 or 1",
-                                  code="inspect.malformed")
-        unloading = fields[4] == "1"
-    generation = abi.generation_for(fields[3])
-    return CompilationInfo(raw=raw, rustc_version=fields[0], host_triple=fields[1],
-                           llvm_version=fields[2], relib_version=fields[3],
-                           unloading=unloading,
-                           generation=generation.name if generation else None,
-                           source=source)
-
-
-def _classify(names: list[str], code_names: set[str], compilation: CompilationInfo | None,
-              error: str | None) -> RelibInfo:
-    name_set = set(names)
-    internal = tuple(sorted(n for n in names if n.startswith(abi.INTERNAL_EXPORT_PREFIX)))
-    internal_imports = tuple(sorted(n for n in names
-                                    if n.startswith(abi.INTERNAL_IMPORT_PREFIX)))
-    exports: list[RelibFunction] = []
-    imports: list[RelibFunction] = []
-    for n in sorted(names):
-        if not n.startswith(abi.PUBLIC_PREFIX) or n in internal or n in internal_imports:
-            continue
-        rest = n[len(abi.PUBLIC_PREFIX):]
-        if rest in ("main", "before_unload"):
-            trait, fn = None, rest
-        else:
-            # only the trait's last path segment is in the name, and it has no "_"
-            # in relib's naming rule (§1.1) as traits are CamelCase
-            head, _, tail = rest.partition("_")
-            trait, fn = (head, tail) if tail else (None, rest)
-        post = abi.post_symbol(n)
-        boxed = post in name_set
-        func = RelibFunction(symbol=n, trait=trait, name=fn, boxed=boxed,
-                             post_symbol=post if boxed else None)
-        (exports if n in code_names else imports).append(func)
-    hooks = tuple(sorted(n for n in names if n in abi.HOOK_SYMBOLS))
-    return RelibInfo(
-        compilation_info=compilation,
-        compilation_info_error=error,
-        has_main=abi.public_symbol(None, "main") in code_names,
-        has_before_unload=abi.public_symbol(None, "before_unload") in code_names,
-        exports=tuple(exports),
-        imports=tuple(imports),
-        internal_exports=tuple(n for n in internal if n in code_names),
-        internal_imports=tuple(n for n in internal_imports if n not in code_names),
-        hooks=hooks,
-    )
