@@ -1,0 +1,130 @@
+"""Compatibility checks: is this library safe and sensible to load here?
+
+:func:`check` runs pure checks over the inspection model
+(:class:`~relib_pure.model.LibraryInfo`) and gathers :class:`Finding` values
+into a :class:`CheckReport`; a :class:`Policy` says what the host expects and
+which findings it tolerates. Only the resolvability check reads other files
+(the NEEDED libraries), and only when the policy asks for it.
+
+Checks, in order (finding-code namespace in brackets): architecture
+[``arch``], relib protocol version and unloading flag [``relib``],
+compilation info against an :class:`Expectation` [``compilation``], the
+declared :class:`~relib_pure.interface.Interface` [``interface``],
+resolvability of NEEDED libraries and symbols [``resolve``], unload hazards
+[``hazard``].
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Union
+
+from relib_pure.compat.arch import check_arch
+from relib_pure.compat.compilation import check_compilation
+from relib_pure.compat.declared import check_interface
+from relib_pure.compat.expectation import Expectation
+from relib_pure.compat.hazards import check_hazards
+from relib_pure.compat.host import HostPlatform
+from relib_pure.compat.policy import Policy
+from relib_pure.compat.relib_version import check_relib
+from relib_pure.compat.report import (FINDING_CODES, NAMESPACES, SEVERITIES, CheckReport,
+                                      Finding, sort_findings)
+from relib_pure.model import LibraryInfo
+
+__all__ = [
+    "check",
+    "check_resolvable",
+    "CheckReport",
+    "Finding",
+    "Policy",
+    "Expectation",
+    "HostPlatform",
+    "FINDING_CODES",
+    "NAMESPACES",
+    "SEVERITIES",
+]
+
+logger = logging.getLogger(__name__)
+
+InfoOrPath = Union[LibraryInfo, str, "os.PathLike[str]"]
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def check(info_or_path: InfoOrPath, policy: Policy | None = None) -> CheckReport:
+    """Check one library against ``policy`` (default: :class:`Policy()`).
+
+    ``info_or_path`` is a :class:`~relib_pure.model.LibraryInfo` or a path,
+    which is inspected first (an unreadable file raises
+    :class:`~relib_pure.errors.InspectionError`). The report's ``ok`` is
+    false when any finding is an error; ``raise_for_errors()`` turns that
+    into :class:`~relib_pure.errors.IncompatibleModuleError`.
+    """
+    policy = policy or Policy()
+    if isinstance(info_or_path, LibraryInfo):
+        info = info_or_path
+    else:
+        from relib_pure.inspection import inspect
+
+        info = inspect(info_or_path)
+    host = policy.host_platform()
+    raw: list[Finding] = []
+    ran: list[str] = []
+    arch_findings: list[Finding] = []
+    if policy.runs("arch"):
+        ran.append("arch")
+        arch_findings = check_arch(info, host)
+        raw.extend(arch_findings)
+    if policy.runs("relib"):
+        ran.append("relib")
+        raw.extend(check_relib(info, unloading=policy.unloading,
+                               require_relib=policy.require_relib))
+    if policy.runs("compilation"):
+        ran.append("compilation")
+        raw.extend(check_compilation(info, policy.expect))
+    if policy.runs("interface") and (policy.interface is not None or policy.exports
+                                     or policy.imports):
+        ran.append("interface")
+        raw.extend(check_interface(info, policy.interface, policy.exports, policy.imports,
+                                   report_unexpected=policy.report_unexpected))
+    if policy.runs("resolve"):
+        ran.append("resolve")
+        raw.extend(check_resolvable(info, policy, foreign=bool(arch_findings)
+                                    or not _same_platform(info, host)))
+    if policy.runs("hazard"):
+        ran.append("hazard")
+        raw.extend(check_hazards(info, unloading=policy.unloading))
+    findings = [f for f in (policy.apply(f) for f in raw) if f is not None]
+    report = CheckReport(info.path, sort_findings(findings), tuple(ran))
+    logger.debug("check %s: %d error(s), %d warning(s)", info.path, len(report.errors),
+                 len(report.warnings))
+    return report
+
+
+def _same_platform(info: LibraryInfo, host: HostPlatform) -> bool:
+    return (info.format == "elf" and host.os == "linux" and info.machine == host.machine
+            and info.bits == host.bits and info.endianness == host.endianness)
+
+
+def check_resolvable(info: LibraryInfo, policy: Policy | None = None, *,
+                     foreign: bool = False) -> list[Finding]:
+    """The ``resolve.*`` findings for ``info`` (see :mod:`relib_pure.compat.resolve`).
+
+    A library this interpreter cannot load anyway (``foreign``: other
+    architecture or format) gets one ``resolve.skipped`` info: its
+    dependencies would be searched in the wrong directories.
+    """
+    from relib_pure.compat.resolve import resolution_findings, resolve
+
+    policy = policy or Policy()
+    if foreign or info.format != "elf":
+        return [Finding("resolve.skipped", "info",
+                        f"resolvability not checked: {info.format} {info.machine} "
+                        f"{info.bits}-bit library is not loadable by this interpreter",
+                        {"format": info.format, "machine": info.machine})]
+    res = resolve(info, ld_library_path=policy.ld_library_path,
+                  include_loaded=policy.resolve_loaded)
+    return resolution_findings(res)

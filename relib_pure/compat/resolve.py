@@ -1,0 +1,318 @@
+"""Resolvability before load: the ``ldd -r`` question, answered without loading.
+
+:func:`resolve` walks the NEEDED closure breadth-first, finding each library
+as glibc's loader would (:mod:`relib_pure.compat.search`), then checks what
+the loader checks before the library may run:
+
+- every version a loaded object requires from a dependency
+  (``.gnu.version_r``) is defined by that dependency (else "version `X' not
+  found");
+- every undefined non-weak symbol of every object in the closure is defined
+  by some object in the lookup scope (the library, then its dependencies
+  breadth-first) with a matching version (else "undefined symbol").
+
+Dependencies are inspected with :func:`relib_pure.inspect` and cached per
+(device, inode, mtime, size): libc is read once per process, not once per
+check.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from relib_pure.compat import elfhead
+from relib_pure.compat.report import Finding
+from relib_pure.compat.search import (Located, LoaderConfig, Requester, find_library,
+                                      loaded_objects)
+from relib_pure.errors import RelibError
+from relib_pure.model import LibraryInfo, Symbol
+
+__all__ = ["Resolution", "Undefined", "VersionProblem", "resolve", "inspect_cached",
+           "resolution_findings", "clear_cache"]
+
+logger = logging.getLogger(__name__)
+
+Inspector = Callable[[str], LibraryInfo]
+
+_INSPECTED: dict[tuple[int, int, int, int], LibraryInfo] = {}
+_INSPECTED_MAX = 256
+
+
+def inspect_cached(path: str) -> LibraryInfo:
+    """:func:`relib_pure.inspect` of ``path``, cached per (dev, inode, mtime, size)."""
+    from relib_pure.inspection import inspect
+
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    info = _INSPECTED.get(key)
+    if info is None:
+        info = inspect(path)
+        if len(_INSPECTED) >= _INSPECTED_MAX:
+            _INSPECTED.pop(next(iter(_INSPECTED)))
+        _INSPECTED[key] = info
+    return info
+
+
+def clear_cache() -> None:
+    """Forget every inspected dependency."""
+    _INSPECTED.clear()
+
+
+@dataclass(frozen=True)
+class Undefined:
+    """An undefined non-weak symbol nobody in scope defines."""
+
+    name: str
+    version: str | None
+    required_by: str
+
+
+@dataclass(frozen=True)
+class VersionProblem:
+    """A required symbol version the named dependency does not define.
+
+    ``no_version_info``: the dependency defines no versions at all (glibc only
+    warns "no version information available").
+    """
+
+    file: str
+    version: str | None
+    required_by: str
+    provider: str
+    no_version_info: bool = False
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The outcome of :func:`resolve` for one library.
+
+    ``libraries``: every NEEDED lookup in breadth-first order (found or
+    not; each name once per requester); ``scope``: the paths of the lookup
+    scope in order (the library first); ``unreadable``: dependencies that
+    could not be inspected, with the reason.
+    """
+
+    path: str
+    libraries: tuple[Located, ...]
+    scope: tuple[str, ...]
+    undefined: tuple[Undefined, ...] = ()
+    version_problems: tuple[VersionProblem, ...] = ()
+    unreadable: tuple[tuple[str, str], ...] = ()
+    symbols_checked: int = 0
+
+    @property
+    def missing(self) -> tuple[Located, ...]:
+        return tuple(lib for lib in self.libraries if lib.path is None)
+
+    @property
+    def found(self) -> dict[str, str]:
+        """NEEDED name -> path, for the names that were found (first hit)."""
+        out: dict[str, str] = {}
+        for lib in self.libraries:
+            if lib.path is not None:
+                out.setdefault(lib.name, lib.path)
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.undefined
+                    or any(not p.no_version_info for p in self.version_problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "libraries": [{"name": lib.name, "path": lib.path, "how": lib.how,
+                           "required_by": lib.required_by} for lib in self.libraries],
+            "undefined": [u.__dict__.copy() for u in self.undefined],
+            "version_problems": [v.__dict__.copy() for v in self.version_problems],
+            "unreadable": [list(u) for u in self.unreadable],
+        }
+
+
+@dataclass
+class _Node:
+    info: LibraryInfo
+    requester: Requester
+    names: set[str] = field(default_factory=set)   # names it was requested by / soname
+
+
+def _requester(info: LibraryInfo, parent: Requester | None) -> Requester:
+    return Requester(path=info.path, rpath=info.rpath, runpath=info.runpath,
+                     nodeflib="NODEFLIB" in info.dynamic_flags_1,
+                     ident=elfhead.read_ident(info.path), machine=info.machine,
+                     bits=info.bits, parent=parent)
+
+
+def resolve(info: LibraryInfo, *, ld_library_path: str | None = None,
+            include_loaded: bool = True, config: LoaderConfig | None = None,
+            inspector: Inspector | None = None) -> Resolution:
+    """Find the NEEDED closure of ``info`` and check symbols and versions.
+
+    ``ld_library_path`` stands for ``$LD_LIBRARY_PATH`` (``None``: the
+    environment's value); ``include_loaded`` lets objects already mapped in
+    this process satisfy a name by SONAME, as they would for a ``dlopen``
+    here (turn it off to compare with ``ldd``, which starts a fresh process).
+    """
+    inspector = inspector or inspect_cached
+    config = config or LoaderConfig.detect()
+    if ld_library_path is None:
+        ld_library_path = os.environ.get("LD_LIBRARY_PATH", "")
+    loaded = loaded_objects() if include_loaded else {}
+
+    root = _Node(info, _requester(info, None))
+    if info.soname:
+        root.names.add(info.soname)
+    nodes: list[_Node] = [root]
+    by_path: dict[str, _Node] = {os.path.realpath(info.path): root}
+    located: list[Located] = []
+    unreadable: list[tuple[str, str]] = []
+    # Breadth-first, each object once, as _dl_map_object_deps builds l_searchlist.
+    queue = 0
+    while queue < len(nodes):
+        node = nodes[queue]
+        queue += 1
+        for name in node.info.needed:
+            hit = _already(name, nodes)
+            if hit is not None:
+                located.append(Located(name, hit.info.path, "scope", node.info.path))
+                hit.names.add(name)
+                continue
+            loc = find_library(name, node.requester, ld_library_path=ld_library_path,
+                               loaded=loaded, config=config)
+            located.append(loc)
+            if loc.path is None:
+                continue
+            real = os.path.realpath(loc.path)
+            if real in by_path:
+                by_path[real].names.add(name)
+                continue
+            try:
+                dep = inspector(loc.path)
+            except (RelibError, OSError) as e:
+                logger.info("cannot inspect dependency %s: %s", loc.path, e)
+                unreadable.append((loc.path, str(e)))
+                continue
+            child = _Node(dep, _requester(dep, node.requester), {name})
+            if dep.soname:
+                child.names.add(dep.soname)
+            nodes.append(child)
+            by_path[real] = child
+
+    version_problems = _check_versions(nodes)
+    undefined, checked = _check_symbols(nodes)
+    return Resolution(info.path, tuple(located), tuple(n.info.path for n in nodes),
+                      tuple(undefined), tuple(version_problems), tuple(unreadable), checked)
+
+
+def _already(name: str, nodes: list[_Node]) -> _Node | None:
+    for n in nodes:
+        if name in n.names:
+            return n
+    return None
+
+
+def _check_versions(nodes: list[_Node]) -> list[VersionProblem]:
+    problems = []
+    for node in nodes:
+        for need in node.info.version_needs:
+            provider = _already(need.file, nodes)
+            if provider is None:
+                continue  # the NEEDED lookup already failed (or it is not NEEDED)
+            defined = set(provider.info.version_definitions)
+            if not defined:
+                problems.append(VersionProblem(need.file, None, node.info.path,
+                                               provider.info.path, no_version_info=True))
+                continue
+            for version in need.versions:
+                if version not in defined:
+                    problems.append(VersionProblem(need.file, version, node.info.path,
+                                                   provider.info.path))
+    return problems
+
+
+def _index(info: LibraryInfo) -> dict[str, list[Symbol]]:
+    out: dict[str, list[Symbol]] = {}
+    for s in info.exports:
+        out.setdefault(s.name, []).append(s)
+    return out
+
+
+def _defines(candidates: list[Symbol], version: str | None) -> bool:
+    for s in candidates:
+        if version is None:
+            # an unversioned reference binds the default (non-hidden) definition
+            if s.version is None or s.default_version:
+                return True
+        elif s.version is None or s.version == version:
+            return True
+    return False
+
+
+def _check_symbols(nodes: list[_Node]) -> tuple[list[Undefined], int]:
+    indexes = [_index(n.info) for n in nodes]
+    undefined = []
+    checked = 0
+    for node in nodes:
+        for imp in node.info.imports:
+            if imp.weak:
+                continue
+            checked += 1
+            if not any(_defines(ix.get(imp.name, []), imp.version) for ix in indexes):
+                undefined.append(Undefined(imp.name, imp.version, node.info.path))
+    return undefined, checked
+
+
+def resolution_findings(res: Resolution) -> list[Finding]:
+    """The ``resolve.*`` findings of a resolution."""
+    found: list[Finding] = []
+    for lib in res.missing:
+        where = ", ".join(lib.searched[-6:]) if lib.searched else "nowhere"
+        found.append(Finding("resolve.needed-not-found", "error",
+                             f"{lib.name} (needed by {os.path.basename(lib.required_by)}) not "
+                             f"found; searched RPATH/LD_LIBRARY_PATH/RUNPATH, ld.so.cache and "
+                             f"system dirs",
+                             {"name": lib.name, "required_by": lib.required_by,
+                              "searched": list(lib.searched), "skipped": list(lib.skipped),
+                              "last_searched": where}))
+    for vp in res.version_problems:
+        if vp.no_version_info:
+            found.append(Finding("resolve.version-not-found", "warning",
+                                 f"{vp.provider}: no version information available "
+                                 f"(required by {os.path.basename(vp.required_by)})",
+                                 {"file": vp.file, "provider": vp.provider,
+                                  "required_by": vp.required_by, "version": None}))
+        else:
+            found.append(Finding("resolve.version-not-found", "error",
+                                 f"{vp.provider}: version `{vp.version}' not found "
+                                 f"(required by {os.path.basename(vp.required_by)})",
+                                 {"file": vp.file, "provider": vp.provider,
+                                  "required_by": vp.required_by, "version": vp.version}))
+    for path, why in res.unreadable:
+        found.append(Finding("resolve.unreadable-dependency", "warning",
+                             f"dependency {path} could not be inspected: {why}",
+                             {"path": path, "error": why}))
+    if res.undefined:
+        # Symbols of an unreadable dependency are unknown: do not claim they are missing.
+        severity = "warning" if res.unreadable else "error"
+        by_lib: dict[str, list[Undefined]] = {}
+        for u in res.undefined:
+            by_lib.setdefault(u.required_by, []).append(u)
+        for lib, items in by_lib.items():
+            names = [u.name + (f"@{u.version}" if u.version else "") for u in items]
+            shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+            found.append(Finding("resolve.undefined-symbol", severity,
+                                 f"{len(names)} undefined symbol(s) in "
+                                 f"{os.path.basename(lib)} defined by no library in scope: {shown}",
+                                 {"required_by": lib, "symbols": [
+                                     {"name": u.name, "version": u.version} for u in items]}))
+    if not found:
+        found.append(Finding("resolve.ok", "info",
+                             f"{len(res.scope) - 1} dependencies found, "
+                             f"{res.symbols_checked} undefined symbols resolved",
+                             {"libraries": {k: v for k, v in res.found.items()},
+                              "symbols_checked": res.symbols_checked}))
+    return found
