@@ -1,0 +1,144 @@
+"""libc's dynamic loader called through ctypes with explicit flags.
+
+``ctypes.CDLL`` always ORs in ``RTLD_NOW`` and only exposes symbols through
+``__getattr__`` (which resolves any name in any library), and
+``_ctypes.dlclose`` is private; so the host talks to ``dlopen``/``dlsym``/
+``dlclose``/``dlerror``/``dlinfo`` directly. ``dlerror`` state is per thread:
+every wrapper reads it on the thread that made the failing call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RTLD_LAZY", "RTLD_NOW", "RTLD_NOLOAD", "RTLD_DEEPBIND", "RTLD_GLOBAL", "RTLD_LOCAL",
+    "RTLD_NODELETE", "DlError", "dlopen", "dlclose", "dlsym", "is_loaded", "reopen_noload",
+    "dynamic_section",
+]
+
+RTLD_LAZY = os.RTLD_LAZY
+RTLD_NOW = os.RTLD_NOW
+RTLD_NOLOAD = os.RTLD_NOLOAD
+RTLD_DEEPBIND = os.RTLD_DEEPBIND
+RTLD_GLOBAL = os.RTLD_GLOBAL
+RTLD_LOCAL = os.RTLD_LOCAL
+RTLD_NODELETE = os.RTLD_NODELETE
+
+_RTLD_DI_LINKMAP = 2
+
+_libc = ctypes.CDLL(None, use_errno=False)
+_dlopen = _libc.dlopen
+_dlopen.restype = ctypes.c_void_p
+_dlopen.argtypes = (ctypes.c_char_p, ctypes.c_int)
+_dlclose = _libc.dlclose
+_dlclose.restype = ctypes.c_int
+_dlclose.argtypes = (ctypes.c_void_p,)
+_dlsym = _libc.dlsym
+_dlsym.restype = ctypes.c_void_p
+_dlsym.argtypes = (ctypes.c_void_p, ctypes.c_char_p)
+_dlerror = _libc.dlerror
+_dlerror.restype = ctypes.c_char_p
+_dlerror.argtypes = ()
+_dlinfo = _libc.dlinfo
+_dlinfo.restype = ctypes.c_int
+_dlinfo.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+
+
+class _LinkMap(ctypes.Structure):
+    # The public head of glibc's struct link_map (<link.h>); the rest is private.
+    _fields_ = [
+        ("l_addr", ctypes.c_size_t),
+        ("l_name", ctypes.c_char_p),
+        ("l_ld", ctypes.c_void_p),
+        ("l_next", ctypes.c_void_p),
+        ("l_prev", ctypes.c_void_p),
+    ]
+
+
+class DlError(Exception):
+    """A loader call failed; ``args[0]`` is ``dlerror()``'s text.
+
+    Internal: the runtime turns it into a typed :class:`~relib_pure.errors.RelibError`.
+    """
+
+
+def _last_error(default: str) -> str:
+    text = _dlerror()
+    return text.decode("utf-8", "replace") if text else default
+
+
+def _encode(path: str) -> bytes:
+    return os.fsencode(path)
+
+
+def dlopen(path: str, flags: int) -> int:
+    """``dlopen(path, flags)``; the handle, or :class:`DlError` with dlerror's text."""
+    _dlerror()  # clear a stale message from an earlier call on this thread
+    handle = _dlopen(_encode(path), flags)
+    if not handle:
+        raise DlError(_last_error(f"dlopen({path!r}) failed"))
+    return int(handle)
+
+
+def dlclose(handle: int) -> None:
+    """``dlclose(handle)``; :class:`DlError` with dlerror's text on failure."""
+    _dlerror()
+    if _dlclose(handle) != 0:
+        raise DlError(_last_error("dlclose failed"))
+
+
+def dlsym(handle: int, name: str) -> int | None:
+    """Address of ``name`` in ``handle``'s scope, or ``None`` when undefined.
+
+    A symbol whose value is legitimately 0 (absolute symbols) also gives ``None``;
+    the host never needs those.
+    """
+    _dlerror()
+    addr = _dlsym(handle, name.encode("utf-8"))
+    if not addr:
+        _dlerror()
+        return None
+    return int(addr)
+
+
+def is_loaded(path: str) -> bool:
+    """Whether the loader still knows ``path`` (``RTLD_NOLOAD`` probe; takes no reference)."""
+    _dlerror()
+    handle = _dlopen(_encode(path), RTLD_NOLOAD | RTLD_LAZY)
+    if not handle:
+        _dlerror()
+        return False
+    # NOLOAD on a loaded object still counts a reference: give it back.
+    _dlclose(handle)
+    return True
+
+
+def reopen_noload(path: str) -> int | None:
+    """A new reference to an object the loader still knows, or ``None``.
+
+    Used to finish an unload that ``dlclose`` could not complete earlier
+    (pending TLS destructors): the matching ``dlclose`` retries the unmapping.
+    """
+    _dlerror()
+    handle = _dlopen(_encode(path), RTLD_NOLOAD | RTLD_LAZY)
+    if not handle:
+        _dlerror()
+        return None
+    return int(handle)
+
+
+def dynamic_section(handle: int) -> int:
+    """Address of the object's ``.dynamic`` section (``link_map.l_ld``).
+
+    It lies inside the mapped file, so the ``/proc/self/maps`` line containing
+    it names the device and inode the loader actually mapped.
+    """
+    lm = ctypes.POINTER(_LinkMap)()
+    if _dlinfo(handle, _RTLD_DI_LINKMAP, ctypes.byref(lm)) != 0 or not lm:
+        raise DlError(_last_error("dlinfo(RTLD_DI_LINKMAP) failed"))
+    return int(lm.contents.l_ld or 0)

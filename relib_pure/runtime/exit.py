@@ -1,0 +1,33 @@
+"""Interpreter exit: unload what is still loaded, or leave it mapped on purpose.
+
+Runs from ``atexit``, i.e. after non-daemon threads were joined but before
+finalisation, while owner threads (daemons) still run. Nothing here may raise:
+a module that cannot be unloaded is logged and left mapped, which is safe
+because the process is about to end.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+
+from relib_pure.errors import RelibError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["unload_all"]
+
+
+def unload_all() -> None:
+    from relib_pure.runtime.module import live_modules
+
+    for module in live_modules():
+        try:
+            module.unload()
+        except RelibError as e:
+            logger.warning("%s: left loaded at exit: %s", module.path, e)
+        except Exception:  # never turn interpreter exit into a crash
+            logger.exception("%s: left loaded at exit", module.path)
+
+
+atexit.register(unload_all)

@@ -1,0 +1,450 @@
+"""``Module``: one loaded library, its owner thread, its checked functions, its unload.
+
+Load order (see :mod:`relib_pure.runtime.driver`): static validation ->
+process-wide load lock -> already-loaded check -> snapshot -> ``dlopen`` ->
+identity check (the inode mapped is the inode validated) ->
+``driver.after_open``. Unload order: ``driver.before_close`` -> native-thread
+check -> owner thread exits (and is gone from ``/proc/self/task``) ->
+``dlclose`` -> verification -> ``driver.after_close``/``report_extra``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
+
+from relib_pure.errors import (AlreadyLoaded, CallError, LoadError, ModuleUnloaded, RelibError,
+                               StillMapped, SymbolMissing, ThreadsStillRunning, UnloadError)
+from relib_pure.runtime import dl, procfs, verify
+from relib_pure.runtime.driver import Driver, PlainDriver
+from relib_pure.runtime.owner import OwnerThread
+from relib_pure.runtime.report import Cause, LeakedThread, UnloadReport
+from relib_pure.runtime.validate import Validated, validate
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Module", "BoundFunction", "load", "load_validated", "live_modules"]
+
+T = TypeVar("T")
+OwnerMode = Literal["thread", "caller"]
+
+#: how long unload waits for the owner thread to leave the kernel's task list
+OWNER_EXIT_TIMEOUT = 5.0
+
+# Serialises every load in the process (the already-loaded check and dlopen
+# must be one step, or two racing loads of one file could both pass the check).
+_load_lock = threading.Lock()
+# Loaded modules, strongly held so a forgotten Module is unloaded at exit
+# instead of being collected while mapped.
+_live: dict[int, Module] = {}
+# Modules that could not be unloaded: everything they reference (callbacks,
+# drivers) must stay alive as long as the process, because the code is mapped.
+_leaked: list[Module] = []
+_registry_lock = threading.Lock()
+
+
+def live_modules() -> tuple[Module, ...]:
+    """Modules loaded through this host and not unloaded yet."""
+    with _registry_lock:
+        return tuple(_live.values())
+
+
+class BoundFunction:
+    """A native function of a :class:`Module`, callable from any Python thread.
+
+    With ``owner="thread"`` the call runs on the module's owner thread (the
+    caller waits); with ``owner="caller"`` it runs directly and only on the
+    thread that loaded the module. After unload it raises
+    :class:`~relib_pure.errors.ModuleUnloaded` instead of jumping into
+    unmapped memory.
+    """
+
+    __slots__ = ("name", "address", "_module", "_fn")
+
+    def __init__(self, module: Module, name: str, address: int, fn: Any) -> None:
+        self.name = name
+        self.address = address
+        self._module = module
+        self._fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        m = self._module
+        if not m._loaded:
+            raise ModuleUnloaded(f"{self.name}() called after unload", path=m.path)
+        owner = m._owner
+        if owner is None:
+            if threading.get_ident() != m._owner_ident:
+                raise CallError(f"{self.name}() called from a thread that does not own the "
+                                "module (owner='caller')", path=m.path, code="call.wrong-thread")
+            return self._fn(*args)
+        return owner.submit(m._guarded_call, self.name, self._fn, args)
+
+    def __repr__(self) -> str:
+        return f"<BoundFunction {self.name} of {self._module.path}>"
+
+
+class Module:
+    """A library mapped into this process by :func:`load`.
+
+    Attributes: ``path`` (absolute, as given), ``info`` (the validated
+    :class:`~relib_pure.model.LibraryInfo`), ``driver``, ``owner`` (``"thread"``
+    or ``"caller"``), ``validated``. ``loaded`` is true until :meth:`unload`
+    succeeded (or the module was given up as leaked). A context manager:
+    leaving the ``with`` block unloads it.
+    """
+
+    def __init__(self, validated: Validated, driver: Driver, owner: OwnerMode, flags: int) -> None:
+        self.validated = validated
+        self.path = validated.path
+        self.info = validated.info
+        self.driver = driver
+        self.owner: OwnerMode = owner
+        self.flags = flags
+        self.report: UnloadReport | None = None
+        self._handle: int | None = None
+        self._loaded = False
+        self._owner: OwnerThread | None = None
+        self._owner_ident = threading.get_ident()
+        self._before: verify.Snapshot | None = None
+        self._unload_lock = threading.Lock()
+        self._timings: dict[str, float] = {}
+
+    # -- state ----------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    @property
+    def handle(self) -> int:
+        """The ``dlopen`` handle; :class:`~relib_pure.errors.ModuleUnloaded` once closed."""
+        if self._handle is None:
+            raise ModuleUnloaded("the module is not loaded", path=self.path)
+        return self._handle
+
+    @property
+    def owner_ident(self) -> int:
+        """``threading.get_ident()`` (= ``pthread_self()``) of the owner thread."""
+        return self._owner.ident if self._owner is not None else self._owner_ident
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._loaded else "closed"
+        return f"<Module {self.path} {state} driver={self.driver.name} owner={self.owner}>"
+
+    def __enter__(self) -> Module:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self._loaded:
+            return
+        if exc is None:
+            self.unload()
+            return
+        try:
+            self.unload()
+        except RelibError as e:  # the body's exception is the one to see
+            logger.warning("%s: unload after an error failed: %s", self.path, e)
+
+    # -- symbols and calls ------------------------------------------------------
+
+    def symbol(self, name: str) -> int:
+        """Address of the exported symbol ``name`` (this library's scope only)."""
+        addr = dl.dlsym(self.handle, name)
+        if addr is None:
+            raise SymbolMissing(f"symbol {name!r} is not defined", path=self.path,
+                                symbols=(name,))
+        return addr
+
+    def function(self, name: str, restype: Any = ctypes.c_int,
+                 argtypes: Sequence[Any] = ()) -> BoundFunction:
+        """A checked callable for the C function ``name`` (``restype=None`` for void)."""
+        if not self._loaded:
+            raise ModuleUnloaded(f"cannot bind {name}(): the module is not loaded", path=self.path)
+        addr = self.symbol(name)
+        proto = ctypes.CFUNCTYPE(restype, *argtypes)(addr)
+        return BoundFunction(self, name, addr, proto)
+
+    def run_on_owner(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the owner thread (drivers use it for protocol calls)."""
+        if self._owner is not None:
+            return self._owner.submit(fn, *args)
+        self._require_owner_thread("call.wrong-thread")
+        return fn(*args)
+
+    def _guarded_call(self, name: str, fn: Any, args: tuple[Any, ...]) -> Any:
+        # re-checked on the owner thread: an unload queued ahead of this call wins
+        if not self._loaded:
+            raise ModuleUnloaded(f"{name}() called after unload", path=self.path)
+        return fn(*args)
+
+    def _require_owner_thread(self, code: str) -> None:
+        if threading.get_ident() != self._owner_ident:
+            cls = UnloadError if code.startswith("unload.") else CallError
+            raise cls("not on the thread that loaded the module (owner='caller')",
+                      path=self.path, code=code)
+
+    # -- load -------------------------------------------------------------------
+
+    def _open(self) -> None:
+        """Runs on the owner thread with the load lock held by the loading thread."""
+        v = self.validated
+        t0 = time.perf_counter()
+        data = procfs.read_maps()
+        if procfs.maps_mention(data, v.file, v.real_path) or procfs.maps_mention(data, None, v.path):
+            raise AlreadyLoaded("the library (path or inode) is already mapped in this process",
+                                path=self.path)
+        self._before = verify.take_snapshot(data)
+        t1 = time.perf_counter()
+        try:
+            handle = dl.dlopen(v.path, self.flags)
+        except dl.DlError as e:
+            raise LoadError(f"dlopen failed: {e}", path=self.path, code="load.dlopen") from None
+        self._handle = handle
+        t2 = time.perf_counter()
+        self._confirm_identity(handle)
+        self._loaded = True
+        self.driver.after_open(self)
+        self._timings.update(snapshot=(t1 - t0) * 1e6, dlopen=(t2 - t1) * 1e6,
+                             after_open=(time.perf_counter() - t2) * 1e6)
+
+    def _confirm_identity(self, handle: int) -> None:
+        v = self.validated
+        try:
+            where = dl.dynamic_section(handle)
+        except dl.DlError as e:
+            raise LoadError(f"cannot locate the mapped object: {e}", path=self.path,
+                            code="load.swapped") from None
+        data = procfs.read_maps()
+        if not verify.mapping_of_file_at(data, v.file, where):
+            mapping = procfs.mapping_at(procfs.parse_maps(data), where)
+            got = f"inode {mapping.inode}" if mapping else "no file"
+            raise LoadError(f"the mapped file ({got}) is not the validated one "
+                            f"(inode {v.file.inode})", path=self.path, code="load.swapped")
+        try:
+            st = os.stat(v.real_path)
+        except OSError:
+            return  # renamed away after dlopen: what is mapped is still what was checked
+        if (st.st_dev, st.st_ino) == (v.file.dev, v.file.inode) and \
+                (st.st_size, st.st_mtime_ns) != (v.file.size, v.file.mtime_ns):
+            raise LoadError("the file was modified in place after validation", path=self.path,
+                            code="load.swapped")
+
+    def _start(self) -> None:
+        """Open the library (on the owner thread in ``thread`` mode); undo everything on error."""
+        if self.owner == "thread":
+            self._owner = OwnerThread(self.path)
+        try:
+            self.run_on_owner(self._open)
+        except BaseException:
+            self._loaded = False
+            handle, self._handle = self._handle, None
+            self._retire_owner()
+            if handle is not None:
+                try:
+                    dl.dlclose(handle)
+                except dl.DlError as e:
+                    logger.warning("%s: dlclose after a failed load: %s", self.path, e)
+            raise
+        with _registry_lock:
+            _live[id(self)] = self
+
+    def _retire_owner(self) -> bool:
+        """Stop the owner thread and wait until the OS thread is gone (its TLS destructors ran)."""
+        owner = self._owner
+        if owner is None:
+            return True
+        owner.stop()
+        return procfs.wait_task_gone(owner.native_id, OWNER_EXIT_TIMEOUT)
+
+    # -- unload -----------------------------------------------------------------
+
+    def unload(self) -> UnloadReport:
+        """Close the library and prove it left the process.
+
+        Raises :class:`~relib_pure.errors.ThreadsStillRunning` (the module stays
+        loaded and usable) when native threads that appeared during its
+        lifetime are alive, :class:`~relib_pure.errors.StillMapped` (with the
+        report) when ``dlclose`` left it mapped, and
+        :class:`~relib_pure.errors.ModuleUnloaded` when it is not loaded.
+        Leaked descriptors, mappings and threads are in the returned report.
+        """
+        with self._unload_lock:
+            if not self._loaded:
+                raise ModuleUnloaded("the module is not loaded", path=self.path)
+            if self._owner is None:
+                self._require_owner_thread("unload.wrong-thread")
+            t0 = time.perf_counter()
+            self.run_on_owner(self._close_protocol)
+            t1 = time.perf_counter()
+            owner_gone = self._retire_owner()
+            t2 = time.perf_counter()
+            handle, self._handle = self.handle, None
+            try:
+                dl.dlclose(handle)
+            except dl.DlError as e:
+                self._give_up()
+                raise UnloadError(f"dlclose failed: {e}", path=self.path,
+                                  code="unload.dlclose") from None
+            t3 = time.perf_counter()
+            report = self._verify(owner_gone)
+            self._timings.update(before_close=(t1 - t0) * 1e6, owner_exit=(t2 - t1) * 1e6,
+                                 dlclose=(t3 - t2) * 1e6, verify=report.timings_us["verify"])
+            report = _with_timings(report, self._timings)
+            self.report = report
+            if not report.unloaded:
+                self._give_up()
+                raise StillMapped("the library is still mapped after dlclose: "
+                                  + ", ".join(report.cause_codes), path=self.path, report=report)
+            with _registry_lock:
+                _live.pop(id(self), None)
+            return report
+
+    def _close_protocol(self) -> None:
+        """Owner thread: the driver's unload steps, then the native-thread check."""
+        try:
+            self.driver.before_close(self)
+        except BaseException:
+            if not self._still_usable():
+                self._give_up()
+            raise
+        assert self._before is not None
+        threads = verify.new_threads(self._before, settle=0.05)
+        if threads:
+            usable = self._still_usable()
+            if not usable:
+                self._give_up()
+            raise ThreadsStillRunning(
+                f"{len(threads)} native thread(s) started during the module's lifetime are "
+                f"still running ({', '.join(str(t.tid) for t in threads)}); the module stays "
+                + ("loaded" if usable else "mapped (given up)"),
+                path=self.path, report=self._refusal_report(threads))
+        self._loaded = False
+
+    def _still_usable(self) -> bool:
+        check = getattr(self.driver, "module_still_usable", None)
+        return True if check is None else bool(check())
+
+    def _refusal_report(self, threads: tuple[LeakedThread, ...]) -> UnloadReport:
+        return UnloadReport(self.path, self.driver.name, self.owner, unloaded=False,
+                            loader_knows=True, threads=threads)
+
+    def _give_up(self) -> None:
+        """Leave the library mapped for good, keeping everything it may call back into."""
+        self._loaded = False
+        with _registry_lock:
+            _live.pop(id(self), None)
+            _leaked.append(self)
+        if self._owner is not None:
+            if threading.get_ident() == self._owner.ident:
+                self._owner.stop()  # the loop ends after the current job
+            else:
+                self._retire_owner()
+
+    def _verify(self, owner_gone: bool) -> UnloadReport:
+        v = self.validated
+        assert self._before is not None
+        t0 = time.perf_counter()
+        maps = procfs.read_maps()
+        still = verify.mappings_of_file(maps, v.file, v.real_path)
+        retried = False
+        if still:
+            if not owner_gone and self._owner is not None:
+                procfs.wait_task_gone(self._owner.native_id, OWNER_EXIT_TIMEOUT)
+            # dlclose keeps an object whose TLS destructors were pending; once
+            # they ran, one more reference and release lets glibc unmap it
+            again = dl.reopen_noload(v.path)
+            if again is not None:
+                try:
+                    dl.dlclose(again)
+                except dl.DlError as e:
+                    logger.warning("%s: retry dlclose: %s", self.path, e)
+                maps = procfs.read_maps()
+                still = verify.mappings_of_file(maps, v.file, v.real_path)
+                retried = not still
+        loader_knows = dl.is_loaded(v.path)
+        unloaded = not still and not loader_knows
+        causes = () if unloaded else self._causes(loader_knows)
+        extra: dict[str, Any] = {}
+        try:
+            self.driver.after_close(self, unloaded)
+            extra = dict(self.driver.report_extra(self))
+        except Exception as e:  # a driver's bookkeeping must not hide the verdict
+            logger.warning("%s: driver %s after unload: %s", self.path, self.driver.name, e)
+            extra = {"driver_error": str(e)}
+        return UnloadReport(
+            path=self.path, driver=self.driver.name, owner=self.owner, unloaded=unloaded,
+            loader_knows=loader_knows, causes=causes, still_mapped=still, retried=retried,
+            threads=verify.new_threads(self._before),
+            fds=verify.leaked_fds(self._before),
+            mappings=verify.leaked_mappings(self._before, maps, v.file, v.real_path),
+            timings_us={"verify": (time.perf_counter() - t0) * 1e6}, extra=extra)
+
+    def _causes(self, loader_knows: bool) -> tuple[Cause, ...]:
+        hz = self.info.hazards
+        causes: list[Cause] = []
+        if hz.nodelete:
+            causes.append(Cause("nodelete", "DF_1_NODELETE in the dynamic section"))
+        if hz.gnu_unique:
+            causes.append(Cause("gnu-unique", ", ".join(hz.gnu_unique)))
+        if loader_knows and hz.thread_atexit and not hz.blocks_unload:
+            causes.append(Cause("tls-destructors",
+                                "a thread other than the owner touched its thread-locals"))
+        if loader_knows and not causes:
+            causes.append(Cause("another-handle"))
+        if not loader_knows:
+            causes.append(Cause("leftover-mapping"))
+        return tuple(causes)
+
+
+def _with_timings(report: UnloadReport, timings: dict[str, float]) -> UnloadReport:
+    from dataclasses import replace
+    return replace(report, timings_us=dict(timings))
+
+
+def load_validated(validated: Validated, *, owner: OwnerMode = "thread", lazy: bool = False,
+                   deepbind: bool = False, driver: Driver | None = None) -> Module:
+    """Map a library that :func:`~relib_pure.runtime.validate.validate` accepted.
+
+    The mapped object must be the validated file (same device and inode, not
+    modified since): otherwise it is closed again and
+    :class:`~relib_pure.errors.LoadError` ``load.swapped`` is raised.
+    """
+    if owner not in ("thread", "caller"):
+        raise ValueError(f"owner must be 'thread' or 'caller', not {owner!r}")
+    drv: Driver = driver if driver is not None else PlainDriver()
+    flags = (dl.RTLD_LOCAL | (dl.RTLD_LAZY if lazy else dl.RTLD_NOW)
+             | (dl.RTLD_DEEPBIND if deepbind else 0) | drv.extra_dlopen_flags)
+    module = Module(validated, drv, owner, flags)
+    with _load_lock:
+        module._start()
+    logger.debug("%s: loaded (driver %s, owner %s)", module.path, drv.name, owner)
+    return module
+
+
+def load(path: str | os.PathLike[str], *, policy: Any = None, owner: OwnerMode = "thread",
+         lazy: bool = False, deepbind: bool = False, driver: Driver | None = None,
+         check: bool = True) -> Module:
+    """Validate, then map the library at ``path``; returns the loaded :class:`Module`.
+
+    ``policy`` relaxes the static checks (:class:`relib_pure.compat.Policy`;
+    ``check=False`` skips them). ``owner="thread"`` (default) gives the module a
+    dedicated owner thread that runs load, every call and unload, so calls
+    work from any thread and thread-local destructors never pin the library;
+    ``owner="caller"`` runs everything on the calling thread (cheapest calls,
+    but only that thread may call or unload). ``lazy`` uses ``RTLD_LAZY``
+    instead of ``RTLD_NOW``; ``deepbind`` adds ``RTLD_DEEPBIND``; ``driver``
+    adds a protocol (:mod:`relib_pure.runtime.driver`).
+
+    Raises :class:`~relib_pure.errors.InspectionError`,
+    :class:`~relib_pure.errors.IncompatibleModuleError`,
+    :class:`~relib_pure.errors.AlreadyLoaded` or
+    :class:`~relib_pure.errors.LoadError`; nothing is mapped when the static
+    checks fail.
+    """
+    validated = validate(path, policy=policy, check=check)
+    return load_validated(validated, owner=owner, lazy=lazy, deepbind=deepbind, driver=driver)

@@ -1,0 +1,238 @@
+"""One load -> call -> unload -> verify cycle, in this process or in a child.
+
+:func:`run_cycle` does the cycle here. :func:`probe` runs it in a child
+process of the same interpreter (``python -m relib_pure probe ...``), so a
+segfault or abort in native code becomes a :class:`ProbeReport` (signal, exit
+status, stderr, last stage reached) instead of killing the caller. The child
+prints one JSON line per stage and the result last.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal as signal_mod
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from relib_pure.errors import RelibError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RESTYPES", "RunResult", "ProbeReport", "run_cycle", "probe", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+#: return types a ``--call`` may declare (the call takes no arguments)
+RESTYPES: dict[str, Any] = {
+    "void": None,
+    "int": ctypes.c_int,
+    "int64": ctypes.c_int64,
+    "uint64": ctypes.c_uint64,
+    "double": ctypes.c_double,
+    "pointer": ctypes.c_void_p,
+}
+
+STAGES = ("start", "validate", "load", "call", "unload", "done")
+_USAGE_PREFIXES = ("inspect.", "compat.", "load.")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Outcome of one cycle: ``stage`` is the last stage reached (``done`` when
+    the cycle completed); ``call`` and ``unload`` are JSON dicts (``unload`` is
+    :meth:`UnloadReport.to_dict`); ``error`` is :meth:`RelibError.to_dict`."""
+
+    path: str
+    stage: str
+    call: dict[str, Any] | None = None
+    unload: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def clean(self) -> bool:
+        return self.error is None and self.unload is not None and bool(self.unload["clean"])
+
+    @property
+    def exit_code(self) -> int:
+        """0 clean unload, 1 not clean, 2 the library could not be read or loaded."""
+        if self.clean:
+            return 0
+        if self.error is not None and str(self.error["code"]).startswith(_USAGE_PREFIXES):
+            return 2
+        return 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": SCHEMA_VERSION, "path": self.path, "isolated": False,
+                "stage": self.stage, "clean": self.clean, "call": self.call,
+                "unload": self.unload, "error": self.error, "process": None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        return cls(data["path"], data["stage"], data.get("call"), data.get("unload"),
+                   data.get("error"))
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    """What a child process running :func:`run_cycle` came to.
+
+    ``signal``/``signal_name`` are set when the child was killed by a signal
+    (e.g. 11/``SIGSEGV``), ``exit_status`` when it exited; ``stage`` is the
+    last stage it reported; ``result`` is its :class:`RunResult` when it got
+    that far; ``timed_out`` when it was killed after ``timeout``.
+    """
+
+    path: str
+    exit_status: int | None
+    signal: int | None
+    signal_name: str | None
+    stderr: str
+    stage: str
+    result: RunResult | None
+    timed_out: bool = False
+
+    @property
+    def crashed(self) -> bool:
+        return self.signal is not None or self.timed_out or self.result is None
+
+    @property
+    def clean(self) -> bool:
+        return not self.crashed and self.result is not None and self.result.clean
+
+    @property
+    def exit_code(self) -> int:
+        if self.crashed or self.result is None:
+            return 1
+        return self.result.exit_code
+
+    def to_dict(self) -> dict[str, Any]:
+        base = self.result.to_dict() if self.result is not None else {
+            "version": SCHEMA_VERSION, "path": self.path, "stage": self.stage, "call": None,
+            "unload": None, "error": None}
+        base.update(isolated=True, stage=self.stage, clean=self.clean, process={
+            "exit_status": self.exit_status, "signal": self.signal,
+            "signal_name": self.signal_name, "timed_out": self.timed_out,
+            "stderr": self.stderr})
+        return base
+
+
+def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype: str = "void",
+              times: int = 1, owner: str = "thread", policy: Any = None, check: bool = True,
+              on_stage: Callable[[str], None] | None = None) -> RunResult:
+    """Load ``path``, call ``call()`` ``times`` times, unload and verify, here.
+
+    Errors the host raises on purpose become the result's ``error``; anything
+    else propagates.
+    """
+    from relib_pure.runtime.module import load_validated
+    from relib_pure.runtime.validate import validate
+
+    if restype not in RESTYPES:
+        raise ValueError(f"restype must be one of {sorted(RESTYPES)}")
+    shown = os.fspath(path)
+    stage = "start"
+    call_info: dict[str, Any] | None = None
+
+    def reach(name: str) -> None:
+        nonlocal stage
+        stage = name
+        if on_stage is not None:
+            on_stage(name)
+
+    try:
+        reach("validate")
+        validated = validate(path, policy=policy, check=check)
+        reach("load")
+        module = load_validated(validated, owner=owner)  # type: ignore[arg-type]
+        try:
+            if call is not None:
+                fn = module.function(call, RESTYPES[restype], ())
+                reach("call")
+                last = None
+                for _ in range(times):
+                    last = fn()
+                call_info = {"symbol": call, "restype": restype, "times": times,
+                             "last_result": last}
+        finally:
+            reach("unload")
+            report = module.unload()
+        reach("done")
+        return RunResult(shown, stage, call_info, report.to_dict(), None)
+    except RelibError as e:
+        report_obj = getattr(e, "report", None)
+        unload = report_obj.to_dict() if report_obj is not None else None
+        return RunResult(shown, stage, call_info, unload, e.to_dict())
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal_mod.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+def probe(path: str | os.PathLike[str], *, call: str | None = None, restype: str = "void",
+          times: int = 1, owner: str = "thread", check: bool = True,
+          timeout: float = 60.0) -> ProbeReport:
+    """Run :func:`run_cycle` in a child ``python -m relib_pure probe`` and report.
+
+    The child is the same interpreter with ``faulthandler`` on, so a crash
+    leaves a Python traceback in ``stderr``.
+    """
+    if restype not in RESTYPES:
+        raise ValueError(f"restype must be one of {sorted(RESTYPES)}")
+    shown = os.fspath(path)
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "relib_pure", "probe", shown,
+           "--times", str(times), "--restype", restype, "--owner", owner]
+    if call is not None:
+        cmd += ["--call", call]
+    if not check:
+        cmd.append("--no-check")
+    env = dict(os.environ)
+    # the child must import this very package, wherever it was imported from
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+    timed_out = False
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        returncode: int | None = proc.returncode
+        out, err = proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as e:
+        timed_out = True
+        returncode = None
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+    stage, result = "start", None
+    for line in out.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if "stage" in msg and len(msg) == 1:
+            stage = msg["stage"]
+        elif "result" in msg:
+            result = RunResult.from_dict(msg["result"])
+            stage = result.stage
+    sig = -returncode if returncode is not None and returncode < 0 else None
+    status = returncode if returncode is not None and returncode >= 0 else None
+    return ProbeReport(shown, status, sig, _signal_name(sig) if sig else None, err, stage,
+                       result, timed_out)
+
+
+def child_main(path: str, *, call: str | None, restype: str, times: int, owner: str,
+               check: bool) -> int:
+    """The child side of :func:`probe`: stage lines then the result, on stdout."""
+    def emit(obj: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()  # a crash right after must not lose the line
+
+    result = run_cycle(path, call=call, restype=restype, times=times, owner=owner, check=check,
+                       on_stage=lambda s: emit({"stage": s}))
+    emit({"result": result.to_dict()})
+    return result.exit_code

@@ -1,0 +1,119 @@
+"""Static validation before anything is mapped, and the file identity it vouches for.
+
+``validate`` inspects the file and runs the compatibility checks; the
+:class:`Validated` it returns records the file's (device, inode, size, mtime)
+so the loader can prove that what it mapped is what was checked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat as stat_mod
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from relib_pure.errors import InspectionError, LoadError
+from relib_pure.runtime.procfs import FileId, file_id
+
+if TYPE_CHECKING:
+    from relib_pure.model import LibraryInfo
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Validated", "validate", "library_info"]
+
+_CACHE_SIZE = 64
+# Inspection is CPU-bound under the GIL anyway; one lock lets the 299 losers of
+# a 300-thread race read the winner's result instead of parsing the file again.
+_cache_lock = threading.Lock()
+_cache: OrderedDict[tuple[Any, ...], LibraryInfo] = OrderedDict()
+
+
+@dataclass(frozen=True)
+class Validated:
+    """A library file that passed static validation.
+
+    ``path`` is absolute (symlinks kept, as given); ``real_path`` has them
+    resolved, as ``/proc/self/maps`` shows it. ``file`` is the identity recorded
+    while validating. ``check_report`` is the compat report (``None`` when
+    checks were skipped).
+    """
+
+    path: str
+    real_path: str
+    file: FileId
+    info: LibraryInfo
+    check_report: Any = None
+
+
+def _stat(path: str) -> os.stat_result:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InspectionError("no such file", path=path, code="inspect.not-found") from None
+    except PermissionError:
+        raise InspectionError("permission denied", path=path, code="inspect.permission") from None
+    except OSError as e:
+        raise InspectionError(f"cannot stat: {e.strerror}", path=path, code="inspect.io") from e
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise InspectionError("not a regular file", path=path, code="inspect.not-a-file")
+    return st
+
+
+def _key(real_path: str, st: os.stat_result) -> tuple[Any, ...]:
+    # ctime too: an in-place rewrite within one mtime tick still changes it
+    return (real_path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def library_info(path: str, st: os.stat_result) -> LibraryInfo:
+    """``relib_pure.inspect(path)``, cached by file identity (reloads of an unchanged file)."""
+    from relib_pure.inspection import inspect
+
+    key = _key(path, st)
+    with _cache_lock:
+        info = _cache.get(key)
+        if info is not None:
+            _cache.move_to_end(key)
+            return info
+        info = inspect(path)
+        _cache[key] = info
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+        return info
+
+
+def validate(path: str | os.PathLike[str], *, policy: Any = None, check: bool = True) -> Validated:
+    """Inspect ``path`` and (``check=True``) run :func:`relib_pure.compat.check` on it.
+
+    Raises :class:`~relib_pure.errors.InspectionError` for unreadable files,
+    :class:`~relib_pure.errors.IncompatibleModuleError` when the check has
+    error findings, :class:`~relib_pure.errors.LoadError` (``load.path-not-utf8``,
+    ``load.swapped`` if the file changed while being validated).
+    """
+    given = os.fspath(path)
+    if isinstance(given, bytes):
+        given = os.fsdecode(given)
+    try:
+        given.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LoadError("the path is not valid UTF-8", path=given,
+                        code="load.path-not-utf8") from None
+    abs_path = os.path.abspath(given)
+    real_path = os.path.realpath(abs_path)
+    before = _stat(real_path)
+    info = library_info(real_path, before)
+    report = None
+    if check:
+        from relib_pure.compat import Policy, check as run_check
+
+        report = run_check(info, policy if policy is not None else Policy())
+        report.raise_for_errors()
+    after = _stat(real_path)
+    fid = file_id(before)
+    if file_id(after) != fid:
+        raise LoadError("the file changed while it was being validated", path=given,
+                        code="load.swapped")
+    return Validated(abs_path, real_path, fid, info, report)

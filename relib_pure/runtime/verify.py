@@ -1,0 +1,161 @@
+"""Before/after snapshots of the process and what a module's lifetime left behind.
+
+Snapshots keep the raw ``/proc/self/maps`` text: at unload only the lines that
+changed are parsed, which keeps verification cheap in a process with hundreds
+of mappings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from relib_pure.runtime import procfs
+from relib_pure.runtime.procfs import FileId, Mapping
+from relib_pure.runtime.report import LeakedFd, LeakedThread
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Snapshot", "take_snapshot", "new_threads", "leaked_fds", "leaked_mappings",
+           "mappings_of_file", "mapping_of_file_at"]
+
+# glibc reserves each secondary malloc arena as one HEAP_MAX_SIZE-aligned region
+# (2 * DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
+_ARENA_ALIGN = 64 << 20
+# CPython's small-object allocator maps arenas of this size (1 MiB since 3.10)
+_PYMALLOC_ARENA = (1 << 20) if sys.version_info >= (3, 10) else (256 << 10)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Threads, descriptors and raw maps text at one moment (taken just before ``dlopen``)."""
+
+    tasks: frozenset[int]
+    fds: dict[int, str]
+    maps: bytes
+
+
+def take_snapshot(maps_data: bytes) -> Snapshot:
+    return Snapshot(frozenset(procfs.task_ids()), procfs.fd_targets(), maps_data)
+
+
+def _python_thread_ids() -> set[int]:
+    return {t.native_id for t in threading.enumerate() if t.native_id is not None}
+
+
+def new_threads(before: Snapshot, *, settle: float = 0.0) -> tuple[LeakedThread, ...]:
+    """Native (non-Python) threads alive now that did not exist at ``before``.
+
+    ``settle`` gives threads that were just joined time to leave the task list
+    (the kernel removes a thread a moment after ``pthread_join`` returns).
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        extra = procfs.task_ids() - before.tasks - _python_thread_ids()
+        if not extra or time.monotonic() >= deadline:
+            break
+        time.sleep(0.002)
+    return tuple(LeakedThread(tid, procfs.thread_name(tid)) for tid in sorted(extra))
+
+
+def leaked_fds(before: Snapshot) -> tuple[LeakedFd, ...]:
+    """Descriptors open now that were not open (or pointed elsewhere) at ``before``."""
+    now = procfs.fd_targets()
+    return tuple(LeakedFd(fd, target) for fd, target in sorted(now.items())
+                 if before.fds.get(fd) != target)
+
+
+def mappings_of_file(data: bytes, fid: FileId, path: str) -> tuple[Mapping, ...]:
+    """Mappings of the file ``fid`` (by device and inode) or named ``path``."""
+    lines = procfs.lines_with(data, fid.maps_key)
+    lines += [line for line in procfs.lines_with(data, b" " + os.fsencode(path))
+              if line not in lines]
+    found = []
+    for m in procfs.parse_maps(lines):
+        same_file = m.dev == fid.dev and m.inode == fid.inode
+        if same_file or m.path == path or m.path == path + " (deleted)":
+            found.append(m)
+    return tuple(sorted(found))
+
+
+def mapping_of_file_at(data: bytes, fid: FileId, address: int) -> bool:
+    """Whether ``address`` lies in a mapping of the file ``fid``."""
+    return any(m.start <= address < m.end and m.dev == fid.dev and m.inode == fid.inode
+               for m in procfs.parse_maps(procfs.lines_with(data, fid.maps_key)))
+
+
+def _uncovered(m: Mapping, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Parts of ``m`` not covered by any interval of ``covered`` (sorted, non-overlapping)."""
+    parts = []
+    cur = m.start
+    for s, e in covered:
+        if e <= cur:
+            continue
+        if s >= m.end:
+            break
+        if s > cur:
+            parts.append((cur, s))
+        cur = max(cur, e)
+        if cur >= m.end:
+            break
+    if cur < m.end:
+        parts.append((cur, m.end))
+    return parts
+
+
+def _guard_below(data: bytes, start: int) -> bool:
+    """Whether an inaccessible anonymous mapping ends exactly at ``start``."""
+    for line in procfs.lines_with(data, b"-%x " % start):
+        below = procfs.parse_line(line)
+        if below is not None and below.end == start:
+            return below.perms.startswith("---") and not below.path
+    return False
+
+
+def _allocator_owned(m: Mapping, part: tuple[int, int], data: bytes) -> bool:
+    """Memory the C library or CPython keeps on purpose, not the module's leak.
+
+    glibc caches the stacks of exited threads (a stack sits right above its
+    inaccessible guard) and never unmaps malloc arenas (64 MiB aligned);
+    CPython maps 1 MiB arenas for small objects.
+    """
+    if m.path or m.inode:
+        return False
+    size = part[1] - part[0]
+    if size == _PYMALLOC_ARENA:
+        return True
+    if m.start % _ARENA_ALIGN == 0:
+        return True
+    return _guard_below(data, m.start)
+
+
+def leaked_mappings(before: Snapshot, after: bytes, fid: FileId,
+                    path: str) -> tuple[Mapping, ...]:
+    """Accessible memory mapped now that was not mapped at ``before``.
+
+    The library's own file is excluded (that is :func:`mappings_of_file`'s
+    business), as are pseudo mappings (``[heap]``...), inaccessible
+    reservations, and what :func:`_allocator_owned` recognises. A region that
+    grew is reported with only its new bytes.
+    """
+    old_lines = before.maps.splitlines()
+    old = set(old_lines)
+    fresh = [line for line in after.splitlines() if line not in old]
+    if not fresh:
+        return ()
+    covered = procfs.ranges(old_lines)
+    out: list[Mapping] = []
+    for m in procfs.parse_maps(fresh):
+        if m.perms.startswith("---") or m.path.startswith("["):
+            continue
+        if (m.dev == fid.dev and m.inode == fid.inode) or m.path.startswith(path):
+            continue
+        for s, e in _uncovered(m, covered):
+            if not _allocator_owned(m, (s, e), after):
+                out.append(Mapping(s, e, m.perms, m.offset + (s - m.start), m.dev, m.inode,
+                                   m.path))
+    return tuple(out)
