@@ -1,0 +1,256 @@
+"""``relib-pure inspect PATH... [--json] [--example] [-a]``: what a library holds.
+
+Renders :func:`relib_pure.inspection.inspect` results; decides nothing. Text
+output starts with a one-line summary per library, then the facts a user
+needs most (needed libraries, hazards, the relib part), then the symbol
+lists (truncated unless ``--all``). ``--json`` prints one document,
+``{"version": 1, "libraries": [...], "errors": [...]}``, validated by
+``schemas/inspect.json``. Exit status: 0 when every library was read, 2 when
+any path could not be (each such path also gets a one-line error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from typing import Any, TextIO
+
+from relib_pure.errors import RelibError
+from relib_pure.model import LibraryInfo
+
+__all__ = ["configure_parser", "execute", "library_dict", "render_text", "JSON_VERSION"]
+
+logger = logging.getLogger(__name__)
+
+JSON_VERSION = 1
+EXIT_OK = 0
+EXIT_USAGE = 2
+#: symbols shown per list in text output unless --all
+LIST_LIMIT = 20
+
+
+def configure_parser(subparsers: Any) -> None:
+    """Add the ``inspect`` subcommand to the top-level parser."""
+    parser = subparsers.add_parser(
+        "inspect", help="show what a library holds, without loading it",
+        description="Read ELF or PE libraries statically: architecture, dependencies, "
+                    "symbols, versions, unload hazards and the relib module part.")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="library files to inspect")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document (schema: relib_pure/schemas/inspect.json)")
+    parser.add_argument("--example", action="store_true",
+                        help="also inspect the example library bundled with relib_pure")
+    parser.add_argument("-a", "--all", action="store_true",
+                        help=f"list every symbol (text output shows {LIST_LIMIT} per list)")
+    parser.set_defaults(func=execute)
+
+
+def execute(args: argparse.Namespace, out: TextIO | None = None,
+            err: TextIO | None = None) -> int:
+    """Inspect ``args.paths`` (plus the bundled example with ``--example``)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    from relib_pure.inspection import inspect
+
+    paths: list[str] = list(args.paths)
+    if args.example:
+        from relib_pure.examples import example_path
+        try:
+            paths.append(str(example_path()))
+        except RelibError as e:
+            return _finish_errors(args, [e], out, err)
+    if not paths:
+        print("relib-pure inspect: give at least one PATH or --example", file=err)
+        return EXIT_USAGE
+    libraries: list[LibraryInfo] = []
+    errors: list[RelibError] = []
+    for path in paths:
+        try:
+            libraries.append(inspect(path))
+        except RelibError as e:
+            logger.debug("inspect %s failed", path, exc_info=True)
+            errors.append(e)
+    if args.json:
+        document = {"version": JSON_VERSION,
+                    "libraries": [library_dict(info) for info in libraries],
+                    "errors": [e.to_dict() for e in errors]}
+        out.write(json.dumps(document, check_circular=False))
+        out.write("\n")
+    else:
+        for i, info in enumerate(libraries):
+            if i:
+                out.write("\n")
+            out.write(render_text(info, show_all=args.all))
+        for e in errors:
+            print(f"relib-pure inspect: {e}", file=err)
+    return EXIT_USAGE if errors else EXIT_OK
+
+
+def _finish_errors(args: argparse.Namespace, errors: list[RelibError], out: TextIO,
+                   err: TextIO) -> int:
+    if args.json:
+        out.write(json.dumps({"version": JSON_VERSION, "libraries": [],
+                              "errors": [e.to_dict() for e in errors]}) + "\n")
+    else:
+        for e in errors:
+            print(f"relib-pure inspect: {e}", file=err)
+    return EXIT_USAGE
+
+
+def library_dict(info: LibraryInfo) -> dict[str, Any]:
+    """``info.to_dict()``, built faster for big symbol lists.
+
+    The generic ``to_dict`` recurses field by field (~0.25 s for 20,000
+    symbols); symbols are flat records of scalars, so a copy of their
+    attribute dict is the same value at a tenth of the cost.
+    """
+    slim = dataclasses.replace(info, exports=(), imports=())
+    result = slim.to_dict()
+    result["exports"] = [dict(vars(s)) for s in info.exports]
+    result["imports"] = [dict(vars(s)) for s in info.imports]
+    return result
+
+
+# -- text ------------------------------------------------------------------------------
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def _summary(info: LibraryInfo) -> str:
+    parts = [f"{info.format.upper()} {info.machine} {info.bits}-bit {info.os}"]
+    if info.pe is not None:
+        parts.append(f"dll {info.pe.dll_name}" if info.pe.dll_name else "dll")
+    elif info.soname:
+        parts.append(f"soname {info.soname}")
+    if info.relib is not None:
+        ci = info.relib.compilation_info
+        if ci is None:
+            parts.append("relib module (compilation info unreadable)")
+        elif ci.generation is None:
+            parts.append(f"relib {ci.relib_version} (unsupported)")
+        else:
+            parts.append(f"relib {ci.relib_version} (protocol {ci.generation})")
+    parts.append(_size(info.file_size))
+    return f"{info.path}: " + ", ".join(parts)
+
+
+def _hazard_lines(info: LibraryInfo) -> list[str]:
+    h = info.hazards
+    found: list[str] = []
+    if h.nodelete:
+        found.append("NODELETE (never unmapped)")
+    if h.gnu_unique:
+        names = ", ".join(h.gnu_unique[:5]) + (" ..." if len(h.gnu_unique) > 5 else "")
+        found.append(f"{len(h.gnu_unique)} GNU unique symbol(s) (never unmapped): {names}")
+    if h.static_tls:
+        found.append("static TLS (initial-exec)")
+    if h.thread_atexit:
+        found.append("uses __cxa_thread_atexit_impl (pinned while its threads live)")
+    if h.textrel:
+        found.append("text relocations")
+    return found
+
+
+def _relib_lines(info: LibraryInfo) -> list[tuple[str, str]]:
+    relib = info.relib
+    if relib is None:
+        return []
+    rows: list[tuple[str, str]] = []
+    ci = relib.compilation_info
+    if ci is not None:
+        unloading = {None: "always (0.1.x)", True: "on", False: "off"}[ci.unloading]
+        rows.append(("relib", f"{ci.relib_version}, protocol {ci.generation or 'unsupported'}, "
+                              f"unloading {unloading}"))
+        rows.append(("rustc", f"{ci.rustc_version}, host {ci.host_triple}, "
+                              f"LLVM {ci.llvm_version} (read via {ci.source})"))
+    else:
+        rows.append(("relib", f"compilation info: {relib.compilation_info_error}"))
+    entry = [n for n, present in (("main", relib.has_main),
+                                  ("before_unload", relib.has_before_unload)) if present]
+    rows.append(("entry", ", ".join(entry) or "none"))
+    for label, funcs in (("exports", relib.exports), ("imports", relib.imports)):
+        by_trait: dict[str, list[str]] = {}
+        for f in funcs:
+            if f.trait is None:
+                continue
+            by_trait.setdefault(f.trait, []).append(f.name + (" (boxed)" if f.boxed else ""))
+        if by_trait:
+            rows.append((label, "; ".join(f"{t}: {', '.join(n)}" for t, n in by_trait.items())))
+    rows.append(("internal", f"{len(relib.internal_exports)} exports, "
+                             f"{len(relib.internal_imports)} import slots"))
+    if relib.hooks:
+        rows.append(("hooks", ", ".join(relib.hooks)))
+    return rows
+
+
+def render_text(info: LibraryInfo, show_all: bool = False) -> str:
+    """Human report of one library: summary line, then aligned ``label: value`` rows."""
+    rows: list[tuple[str, str]] = []
+    if info.needed:
+        rows.append(("needed", ", ".join(info.needed)))
+    if info.runpath:
+        rows.append(("runpath", ":".join(info.runpath)))
+    if info.rpath:
+        rows.append(("rpath", ":".join(info.rpath)))
+    hazards = _hazard_lines(info)
+    rows.append(("hazards", "; ".join(hazards) if hazards else "none"))
+    h = info.hazards
+    rows.append(("init/fini", f"init_array {h.init_array}, fini_array {h.fini_array}"
+                              f"{', DT_INIT' if h.has_init else ''}"
+                              f"{', DT_FINI' if h.has_fini else ''}"
+                              f"{f', TLS {h.tls_size} bytes' if h.tls_size else ''}"))
+    rows.extend(_relib_lines(info))
+    flags = [*info.dynamic_flags, *info.dynamic_flags_1]
+    if flags:
+        rows.append(("flags", " ".join(flags)))
+    if info.interpreter:
+        rows.append(("interpreter", info.interpreter))
+    if info.build_id:
+        rows.append(("build-id", info.build_id))
+    if info.version_definitions:
+        rows.append(("defines", ", ".join(info.version_definitions)))
+    for need in info.version_needs:
+        rows.append(("versions", f"{need.file}: {', '.join(need.versions)}"))
+    if info.pe is not None:
+        rows.append(("subsystem", info.pe.subsystem))
+        rows.append(("dll chars", " ".join(info.pe.dll_characteristics) or "none"))
+    for comment in info.comments:
+        rows.append(("comment", comment))
+    rows.append(("sha256", info.sha256))
+    width = max(len(label) for label, _ in rows)
+    lines = [_summary(info)]
+    lines.extend(f"  {label + ':':<{width + 1}} {value}" for label, value in rows)
+    lines.extend(_symbol_lines(info, show_all))
+    return "\n".join(lines) + "\n"
+
+
+def _symbol_lines(info: LibraryInfo, show_all: bool) -> list[str]:
+    if info.pe is not None:
+        exports = [f"{e.ordinal:>5}  {e.name or '(ordinal only)'}"
+                   + (f" -> {e.forwarder}" if e.forwarder else "") for e in info.pe.exports]
+        imports = [f"{i.dll}: {i.name if i.name is not None else f'#{i.ordinal}'}"
+                   for i in info.pe.imports]
+    else:
+        exports = [f"{s.kind:<7} {s.binding:<10} {s.name}"
+                   + (f"{'@@' if s.default_version else '@'}{s.version}" if s.version else "")
+                   for s in info.exports]
+        imports = [f"{s.kind:<7} {'weak' if s.weak else 'strong':<10} {s.name}"
+                   + (f"@{s.version} ({s.version_file})" if s.version else "")
+                   for s in info.imports]
+    lines: list[str] = []
+    for label, items in (("exports", exports), ("imports", imports)):
+        lines.append(f"  {label} ({len(items)}):")
+        shown = items if show_all else items[:LIST_LIMIT]
+        lines.extend(f"    {item}" for item in shown)
+        if len(shown) < len(items):
+            lines.append(f"    ... {len(items) - len(shown)} more (--all shows every one)")
+    return lines

@@ -1,0 +1,158 @@
+"""Static inspection: a library file's bytes -> :class:`~relib_pure.model.LibraryInfo`.
+
+Nothing here loads the library. :func:`inspect` checks the path, maps the file,
+sniffs its magic and hands the bytes to the ELF reader
+(:mod:`relib_pure.inspection.elf`) or the PE reader
+(:mod:`relib_pure.inspection.pe`). Every failure is an
+:class:`~relib_pure.errors.InspectionError` whose ``code`` says what went
+wrong and whose ``path`` names the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import mmap
+import os
+import stat
+import threading
+from typing import Callable
+
+from relib_pure.errors import InspectionError
+from relib_pure.inspection._image import Buffer
+from relib_pure.model import LibraryInfo
+
+__all__ = ["inspect", "inspect_bytes", "sniff_format"]
+
+logger = logging.getLogger(__name__)
+
+# Files above this are mapped, not read, and hashed on a second thread while
+# the first one parses (hashlib releases the GIL): for a 150 MB library the
+# hash costs as much as the whole parse.
+_MMAP_THRESHOLD = 1 << 20
+
+_MACHO_MAGICS = {b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
+                 b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"\xbe\xba\xfe\xca"}
+
+
+def sniff_format(head: bytes) -> str | None:
+    """``"elf"``, ``"pe"`` (any ``MZ`` file) or ``None`` from a file's first bytes."""
+    if head[:4] == b"\x7fELF":
+        return "elf"
+    if head[:2] == b"MZ":
+        return "pe"
+    return None
+
+
+def _unknown_format(path: str, head: bytes) -> InspectionError:
+    if head[:4] in _MACHO_MAGICS:
+        what = "a Mach-O file (macOS), which relib_pure does not read"
+    elif head.startswith(b"!<arch>\n"):
+        what = "a static library archive (ar), not a shared library"
+    elif head.lstrip().startswith((b"/* GNU ld script", b"GROUP", b"INPUT", b"OUTPUT_FORMAT")):
+        what = "a GNU ld linker script, not a shared library"
+    else:
+        what = f"not an ELF or PE file (starts with {head[:8].hex(' ')})"
+    return InspectionError(what, path=path, code="inspect.unknown-format")
+
+
+def _reader(path: str, head: bytes) -> Callable[[str, Buffer], LibraryInfo]:
+    kind = sniff_format(head)
+    if kind == "elf":
+        from relib_pure.inspection.elf import read_elf
+        return read_elf
+    if kind == "pe":
+        from relib_pure.inspection.pe import read_pe
+        return read_pe
+    raise _unknown_format(path, head)
+
+
+def inspect_bytes(data: bytes, path: str = "<bytes>") -> LibraryInfo:
+    """Inspect a library held in memory; ``path`` names it in errors and the result."""
+    if isinstance(data, memoryview):
+        data = data.tobytes()
+    if not data:
+        raise InspectionError("the data is empty", path=path, code="inspect.empty")
+    info = _reader(path, bytes(data[:8]))(path, data)
+    return _with_hash(info, data, None)
+
+
+def inspect(path: str | os.PathLike[str]) -> LibraryInfo:
+    """Inspect the library file at ``path`` without loading it.
+
+    Raises :class:`~relib_pure.errors.InspectionError` with code
+    ``inspect.not-found``, ``inspect.not-a-file``, ``inspect.permission``,
+    ``inspect.io``, ``inspect.empty``, ``inspect.unknown-format`` (including
+    Mach-O), or whatever the format reader finds (``inspect.truncated``,
+    ``inspect.malformed``, ``inspect.not-a-library``, ``inspect.unsupported``).
+    """
+    name = os.fsdecode(path)
+    try:
+        with open(name, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise InspectionError("not a regular file", path=name, code="inspect.not-a-file")
+            if st.st_size == 0:
+                raise InspectionError("the file is empty", path=name, code="inspect.empty")
+            if st.st_size < _MMAP_THRESHOLD:
+                small: bytes | None = f.read()
+            else:
+                small = None
+                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except InspectionError:
+        raise
+    except FileNotFoundError as e:
+        raise InspectionError("no such file", path=name, code="inspect.not-found") from e
+    except IsADirectoryError as e:
+        raise InspectionError("is a directory", path=name, code="inspect.not-a-file") from e
+    except PermissionError as e:
+        raise InspectionError("permission denied", path=name, code="inspect.permission") from e
+    except NotADirectoryError as e:
+        raise InspectionError("a component of the path is not a directory", path=name,
+                              code="inspect.not-found") from e
+    except (OSError, ValueError) as e:
+        raise InspectionError(f"cannot read the file: {e}", path=name, code="inspect.io") from e
+    if small is not None:
+        return inspect_bytes(small, name)
+    with mapped:
+        return _inspect_mapped(name, mapped)
+
+
+def _inspect_mapped(name: str, data: mmap.mmap) -> LibraryInfo:
+    read = _reader(name, data[:8])
+    hasher = _Hasher(data)
+    try:
+        info = read(name, data)
+    finally:
+        # The thread reads the mapping: it must finish before the map closes.
+        digest = hasher.result()
+    return _with_hash(info, data, digest)
+
+
+def _with_hash(info: LibraryInfo, data: Buffer, digest: str | None) -> LibraryInfo:
+    if digest is None:
+        if info.sha256:
+            return info
+        digest = hashlib.sha256(data).hexdigest()
+    if info.sha256 and info.sha256 != digest:
+        logger.warning("%s: reader and inspector disagree on sha256", info.path)
+    return dataclasses.replace(info, sha256=digest)
+
+
+class _Hasher:
+    """sha256 of a buffer, computed on a helper thread."""
+
+    def __init__(self, data: Buffer) -> None:
+        self._data = data
+        self._digest = ""
+        self._thread = threading.Thread(target=self._run, name="relib-pure-sha256",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._digest = hashlib.sha256(self._data).hexdigest()
+
+    def result(self) -> str:
+        self._thread.join()
+        return self._digest

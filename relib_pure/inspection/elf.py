@@ -1,0 +1,431 @@
+"""ELF reader: the bytes of a shared library -> :class:`~relib_pure.model.LibraryInfo`.
+
+pyelftools reads what is small and fixed (the ELF header, program and section
+headers); the tables that grow with the library (dynamic tags, ``.dynsym``,
+``.gnu.version*``, relocations) are unpacked in bulk with :mod:`struct`,
+located through the dynamic section the way the loader finds them, and bounded
+by their declared sizes and the file size.
+
+Accepted: ``ET_DYN`` objects with a dynamic section. That includes PIE
+executables (also ``ET_DYN``; they show an ``interpreter`` and ``PIE`` in
+``dynamic_flags_1``, and the check layer can warn, as glibc refuses to dlopen
+them). Refused with ``inspect.not-a-library``: ``ET_EXEC`` executables,
+``ET_REL`` objects, core files, and ``ET_DYN`` files without a dynamic
+section.
+
+Every pyelftools or struct failure is turned into an
+:class:`~relib_pure.errors.InspectionError` (``inspect.truncated`` or
+``inspect.malformed``) naming the file, in :func:`read_elf` only.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+from typing import Any
+
+from elftools.common.exceptions import ELFError
+from elftools.construct import ConstructError
+from elftools.elf.elffile import ELFFile
+
+from relib_pure import abi
+from relib_pure.errors import InspectionError
+from relib_pure.inspection import _elfconst as C
+from relib_pure.inspection._image import Buffer, Image, StringTable
+from relib_pure.inspection.elf_relocs import (RelocTable, RelocTables, find_relative_addend,
+                                              has_relocation_type, make_table)
+from relib_pure.inspection.elf_symbols import VersionTables, read_symbols, read_versions
+from relib_pure.inspection.relib_info import (MAX_COMPILATION_INFO_LEN,
+                                              classify_relib_symbols, decode_compilation_info,
+                                              is_relib_symbol)
+from relib_pure.model import CompilationInfo, Hazards, LibraryInfo, RelibInfo, Symbol
+
+__all__ = ["read_elf"]
+
+logger = logging.getLogger(__name__)
+
+# What pyelftools and struct raise on hostile bytes besides InspectionError.
+_PARSE_ERRORS = (ELFError, ConstructError, struct.error, ValueError, IndexError, KeyError,
+                 OverflowError, UnicodeDecodeError, TypeError, AttributeError, AssertionError)
+
+
+
+def read_elf(path: str, data: Buffer) -> LibraryInfo:
+    """Read the ELF shared library whose bytes are ``data``.
+
+    ``path`` names the file in errors and in the result. ``sha256`` is left
+    empty: :func:`relib_pure.inspection.inspect` hashes the file concurrently
+    and fills it in. Raises :class:`~relib_pure.errors.InspectionError`.
+    """
+    image = Image(path, data)
+    try:
+        return _ElfReader(image).read()
+    except InspectionError:
+        raise
+    except _PARSE_ERRORS as e:
+        logger.debug("ELF parse error in %s", path, exc_info=True)
+        code = "inspect.truncated" if _is_short_read(e) else "inspect.malformed"
+        raise InspectionError(f"corrupt ELF file: {type(e).__name__}: {e}", path=path,
+                              code=code) from e
+
+
+def _is_short_read(error: Exception) -> bool:
+    text = str(error).lower()
+    return "past eof" in text or "expected" in text and "found" in text or "unpack_from" in text
+
+
+class _ElfReader:
+    """One pass over one file; attributes hold the layout found so far."""
+
+    def __init__(self, image: Image) -> None:
+        self.image = image
+        data = image.data
+        if image.size < 16:
+            image.fail(f"file is {image.size} bytes, too short for an ELF identification",
+                       "inspect.truncated")
+        ei_class, ei_data, osabi = data[4], data[5], data[7]
+        if ei_class not in (1, 2) or ei_data not in (1, 2):
+            image.fail(f"ELF identification has class {ei_class} and data encoding {ei_data}")
+        self.bits = 32 if ei_class == 1 else 64
+        self.endian = "<" if ei_data == 1 else ">"
+        self.word = self.bits // 8
+        self.osabi = osabi
+        header_size = 52 if self.bits == 32 else 64
+        image.check(0, header_size, "ELF header")
+        self.e_type, self.e_machine = image.unpack(struct.Struct(self.endian + "HH"), 16,
+                                                   "ELF header")
+        stream = data if hasattr(data, "seek") else io.BytesIO(data)
+        self.elf = ELFFile(stream)
+        self.loads: list[tuple[int, int, int]] = []   # (vaddr, filesz, offset)
+        self.segments: list[tuple[int, Any]] = []     # (type, header)
+        self.dynamic: dict[int, list[int]] = {}
+        self.relocs = RelocTables(None, None, False)
+
+    # -- layout ---------------------------------------------------------------
+
+    def _read_segments(self) -> None:
+        # Program and section headers are unpacked here rather than through
+        # pyelftools' segment/section objects: building those parses whole
+        # GNU hash tables eagerly (~40 ms on librustc_driver) and walks the
+        # section list again for every dynamic segment.
+        h = self.elf.header
+        count = self.elf.num_segments()
+        if self.bits == 64:
+            layout = struct.Struct(self.endian + "IIQQQQQQ")
+            names = ("p_type", "p_flags", "p_offset", "p_vaddr", "p_paddr", "p_filesz",
+                     "p_memsz", "p_align")
+        else:
+            layout = struct.Struct(self.endian + "IIIIIIII")
+            names = ("p_type", "p_offset", "p_vaddr", "p_paddr", "p_filesz", "p_memsz",
+                     "p_flags", "p_align")
+        for row in self._table_rows("program header table", h["e_phoff"], count,
+                                    h["e_phentsize"], layout):
+            header = dict(zip(names, row))
+            self.segments.append((header["p_type"], header))
+            if header["p_type"] == C.PT_LOAD and header["p_filesz"]:
+                self.loads.append((header["p_vaddr"], header["p_filesz"], header["p_offset"]))
+
+    def _table_rows(self, what: str, offset: int, count: int, entsize: int,
+                    layout: struct.Struct) -> list[tuple[int, ...]]:
+        if count and entsize != layout.size:
+            self.image.fail(f"{what} entries are {entsize} bytes, expected {layout.size}")
+        blob = self.image.read(offset, count * layout.size, what)
+        return list(layout.iter_unpack(blob))
+
+    def _sections(self) -> list[tuple[str, int, dict[str, int]]]:
+        """(name, type, header) of every section; names from ``e_shstrndx``."""
+        h = self.elf.header
+        if h["e_shoff"] == 0:
+            return []
+        count = self.elf.num_sections()
+        word = "Q" if self.bits == 64 else "I"
+        layout = struct.Struct(self.endian + "II" + word * 4 + "II" + word * 2)
+        names = ("sh_name", "sh_type", "sh_flags", "sh_addr", "sh_offset", "sh_size",
+                 "sh_link", "sh_info", "sh_addralign", "sh_entsize")
+        headers = [dict(zip(names, row)) for row in self._table_rows(
+            "section header table", h["e_shoff"], count, h["e_shentsize"], layout)]
+        index = h["e_shstrndx"]
+        if index == 0xFFFF and headers:  # SHN_XINDEX: the real index is in section 0
+            index = headers[0]["sh_link"]
+        if not 0 < index < len(headers):
+            return [("", s["sh_type"], s) for s in headers]
+        names_table = headers[index]
+        strings = StringTable(self.image, names_table["sh_offset"], names_table["sh_size"],
+                              "section name table")
+        return [(strings.get(s["sh_name"]), s["sh_type"], s) for s in headers]
+
+    def offset_of(self, vaddr: int, size: int, what: str) -> int:
+        """File offset of ``size`` bytes at virtual address ``vaddr``."""
+        for start, filesz, offset in self.loads:
+            if start <= vaddr and vaddr + size <= start + filesz:
+                return offset + (vaddr - start)
+        self.image.fail(f"{what} at address {vaddr:#x} (+{size} bytes) is not in a loaded "
+                        f"part of the file")
+
+    def _read_dynamic(self) -> None:
+        dyn = next((h for kind, h in self.segments if kind == C.PT_DYNAMIC), None)
+        if dyn is None:
+            self.image.fail("no dynamic section: a static executable or object, not a shared "
+                            "library", "inspect.not-a-library")
+        layout = struct.Struct(self.endian + ("ii" if self.bits == 32 else "qQ"))
+        size = dyn["p_filesz"] - dyn["p_filesz"] % layout.size
+        blob = self.image.read(dyn["p_offset"], size, "dynamic section")
+        for tag, value in layout.iter_unpack(blob):
+            if tag == C.DT_NULL:
+                break
+            self.dynamic.setdefault(tag, []).append(value & ((1 << self.bits) - 1))
+
+    def tag(self, tag: int) -> int | None:
+        values = self.dynamic.get(tag)
+        return values[0] if values else None
+
+    # -- the report -------------------------------------------------------------
+
+    def read(self) -> LibraryInfo:
+        image = self.image
+        if self.e_type != C.ET_DYN:
+            kind = {C.ET_EXEC: "an executable", C.ET_REL: "a relocatable object file",
+                    C.ET_CORE: "a core dump"}.get(self.e_type, f"of ELF type {self.e_type}")
+            image.fail(f"ELF file is {kind}, not a shared library", "inspect.not-a-library")
+        self._read_segments()
+        self._read_dynamic()
+        sections = self._sections()
+
+        strtab_addr, strsz = self.tag(C.DT_STRTAB), self.tag(C.DT_STRSZ)
+        if strtab_addr is None or strsz is None:
+            image.fail("dynamic section has no string table (DT_STRTAB/DT_STRSZ)")
+        strings = StringTable(image, self.offset_of(strtab_addr, strsz, "dynamic string table"),
+                              strsz, "dynamic string table")
+        versions = read_versions(image, strings, self.endian,
+                                 self._table(C.DT_VERDEF, C.DT_VERDEFNUM),
+                                 self._table(C.DT_VERNEED, C.DT_VERNEEDNUM))
+        exports, imports = self._symbols(strings, versions, sections)
+
+        self.relocs = self._relocations()
+        flags = self.tag(C.DT_FLAGS) or 0
+        flags_1 = self.tag(C.DT_FLAGS_1) or 0
+        hazards = self._hazards(flags, flags_1, exports, {s.name for s in imports})
+        return LibraryInfo(
+            path=image.path,
+            format="elf",
+            machine=self._machine(),
+            bits=self.bits,
+            endianness="little" if self.endian == "<" else "big",
+            os=C.OS_ABIS.get(self.osabi, f"osabi{self.osabi}"),
+            file_size=image.size,
+            sha256="",
+            elf_type=C.ELF_TYPES[self.e_type],
+            soname=self._string(strings, C.DT_SONAME),
+            rpath=self._paths(strings, C.DT_RPATH),
+            runpath=self._paths(strings, C.DT_RUNPATH),
+            needed=tuple(strings.get(v) for v in self.dynamic.get(C.DT_NEEDED, ())),
+            build_id=self._build_id(),
+            interpreter=self._interpreter(),
+            dynamic_flags=C.flag_names(flags, C.DT_FLAGS_NAMES),
+            dynamic_flags_1=C.flag_names(flags_1, C.DT_FLAGS_1_NAMES),
+            exports=tuple(exports),
+            imports=tuple(imports),
+            version_definitions=versions.definitions,
+            version_needs=versions.needs,
+            comments=self._comments(sections),
+            relib=self._relib(exports),
+            hazards=hazards,
+        )
+
+    def _machine(self) -> str:
+        name = C.MACHINES.get(self.e_machine, f"em{self.e_machine}")
+        if self.e_machine in C.MACHINES_WITH_BITS:
+            name += str(self.bits)
+        return name
+
+    def _string(self, strings: StringTable, tag: int) -> str | None:
+        value = self.tag(tag)
+        return strings.get(value) if value is not None else None
+
+    def _paths(self, strings: StringTable, tag: int) -> tuple[str, ...]:
+        out: list[str] = []
+        for value in self.dynamic.get(tag, ()):
+            out.extend(p for p in strings.get(value).split(":") if p)
+        return tuple(out)
+
+    def _table(self, addr_tag: int, count_tag: int) -> tuple[int, int] | None:
+        addr, count = self.tag(addr_tag), self.tag(count_tag)
+        if addr is None or not count:
+            return None
+        return self.offset_of(addr, 1, "version table"), count
+
+    def _symbols(self, strings: StringTable, versions: VersionTables,
+                 sections: list[tuple[str, int, dict[str, int]]]) -> tuple[list[Any], list[Any]]:
+        symtab = self.tag(C.DT_SYMTAB)
+        if symtab is None:
+            return [], []
+        entry_size = 16 if self.bits == 32 else 24
+        syment = self.tag(C.DT_SYMENT)
+        if syment is not None and syment != entry_size:
+            self.image.fail(f"dynamic symbols are {syment} bytes each, expected {entry_size}")
+        offset = self.offset_of(symtab, entry_size, "dynamic symbol table")
+        count = self._symbol_count(offset, entry_size, sections)
+        versym_addr = self.tag(C.DT_VERSYM)
+        versym = (self.offset_of(versym_addr, 2 * count, "symbol version table")
+                  if versym_addr is not None and count else None)
+        return read_symbols(self.image, strings, offset=offset, count=count, bits=self.bits,
+                            endian=self.endian, versym_offset=versym, versions=versions)
+
+    def _symbol_count(self, offset: int, entry_size: int,
+                      sections: list[tuple[str, int, dict[str, int]]]) -> int:
+        for _name, kind, h in sections:
+            if kind == C.SHT_DYNSYM and h["sh_offset"] == offset:
+                return int(h["sh_size"]) // entry_size
+        # No section headers (stripped with sstrip): the hash tables know.
+        hash_addr = self.tag(C.DT_HASH)
+        if hash_addr is not None:
+            at = self.offset_of(hash_addr, 8, "hash table")
+            return self.image.unpack(struct.Struct(self.endian + "II"), at, "hash table")[1]
+        gnu_hash = self.tag(C.DT_GNU_HASH)
+        if gnu_hash is not None:
+            return self._gnu_hash_count(self.offset_of(gnu_hash, 16, "GNU hash table"))
+        self.image.fail("cannot tell the number of dynamic symbols: no section headers and "
+                        "no hash table")
+
+    def _gnu_hash_count(self, at: int) -> int:
+        image, e = self.image, self.endian
+        nbuckets, symoffset, bloom_size, _shift = image.unpack(struct.Struct(e + "IIII"), at,
+                                                               "GNU hash table")
+        buckets_at = at + 16 + bloom_size * self.word
+        buckets = struct.unpack(f"{e}{nbuckets}I",
+                                image.read(buckets_at, 4 * nbuckets, "GNU hash buckets"))
+        last = max(buckets, default=0)
+        if last < symoffset:
+            return symoffset
+        chain_at = buckets_at + 4 * nbuckets
+        word = struct.Struct(e + "I")
+        # Each read is bounds-checked, so a chain without an end bit stops at EOF.
+        while not image.unpack(word, chain_at + 4 * (last - symoffset), "GNU hash chain")[0] & 1:
+            last += 1
+        return last + 1
+
+    # -- small parts ------------------------------------------------------------
+
+    def _interpreter(self) -> str | None:
+        for kind, h in self.segments:
+            if kind == C.PT_INTERP:
+                raw = self.image.read(h["p_offset"], h["p_filesz"], "interpreter path")
+                return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+        return None
+
+    def _build_id(self) -> str | None:
+        for kind, h in self.segments:
+            if kind != C.PT_NOTE:
+                continue
+            found = self._notes(h["p_offset"], h["p_filesz"], 8 if h["p_align"] == 8 else 4)
+            if found is not None:
+                return found
+        return None
+
+    def _notes(self, offset: int, size: int, align: int) -> str | None:
+        blob = self.image.read(offset, size, "note segment")
+        header = struct.Struct(self.endian + "III")
+        pos = 0
+        while pos + header.size <= len(blob):
+            namesz, descsz, kind = header.unpack_from(blob, pos)
+            name_at = pos + header.size
+            desc_at = name_at + -(-namesz // align) * align
+            end = desc_at + -(-descsz // align) * align
+            if desc_at + descsz > len(blob):
+                self.image.fail(f"note at offset {offset + pos:#x} runs past its segment")
+            if kind == C.NT_GNU_BUILD_ID and blob[name_at:name_at + namesz] == b"GNU\0":
+                return blob[desc_at:desc_at + descsz].hex()
+            pos = end
+        return None
+
+    def _comments(self, sections: list[tuple[str, int, dict[str, int]]]) -> tuple[str, ...]:
+        for name, kind, h in sections:
+            if name == ".comment" and kind != C.SHT_NOBITS:
+                blob = self.image.read(h["sh_offset"], h["sh_size"], ".comment section")
+                return tuple(s.decode("utf-8", "backslashreplace")
+                             for s in blob.split(b"\0") if s)
+        return ()
+
+    def _relocations(self) -> RelocTables:
+        def table(addr_tag: int, size_tag: int, ent_tag: int, count_tag: int,
+                  with_addend: bool) -> RelocTable | None:
+            addr, size = self.tag(addr_tag), self.tag(size_tag)
+            if addr is None or not size:
+                return None
+            return make_table(self.image, self.offset_of(addr, size, "relocation table"), size,
+                              self.bits, self.endian, with_addend=with_addend,
+                              entry_size=self.tag(ent_tag),
+                              relative_count=self.tag(count_tag) or 0)
+        return RelocTables(
+            rela=table(C.DT_RELA, C.DT_RELASZ, C.DT_RELAENT, C.DT_RELACOUNT, True),
+            rel=table(C.DT_REL, C.DT_RELSZ, C.DT_RELENT, C.DT_RELCOUNT, False),
+            has_relr=bool(self.tag(C.DT_RELR)),
+        )
+
+    def _hazards(self, flags: int, flags_1: int, exports: list[Symbol],
+                 import_names: set[str]) -> Hazards:
+        static_tls = bool(flags & C.DF_STATIC_TLS) or has_relocation_type(
+            self.image, self.relocs, C.STATIC_TLS_TYPES.get(self.e_machine, frozenset()),
+            self.bits)
+        tls_size = sum(h["p_memsz"] for kind, h in self.segments if kind == C.PT_TLS)
+        return Hazards(
+            nodelete=bool(flags_1 & C.DF_1_NODELETE),
+            gnu_unique=tuple(s.name for s in exports if s.binding == "gnu_unique"),
+            static_tls=static_tls,
+            tls_size=tls_size,
+            init_array=(self.tag(C.DT_INIT_ARRAYSZ) or 0) // self.word,
+            fini_array=(self.tag(C.DT_FINI_ARRAYSZ) or 0) // self.word,
+            has_init=C.DT_INIT in self.dynamic,
+            has_fini=C.DT_FINI in self.dynamic,
+            thread_atexit="__cxa_thread_atexit_impl" in import_names,
+            textrel=C.DT_TEXTREL in self.dynamic or bool(flags & C.DF_TEXTREL),
+        )
+
+    # -- relib -------------------------------------------------------------------
+
+    def _relib(self, exports: list[Symbol]) -> RelibInfo | None:
+        relib_names = [s for s in exports if is_relib_symbol(s.name)]
+        if not relib_names:
+            return None
+        info_symbol = next((s for s in relib_names if s.name == abi.COMPILATION_INFO_SYMBOL),
+                           None)
+        compilation: CompilationInfo | None = None
+        error: str | None = None
+        if info_symbol is None:
+            error = f"{abi.COMPILATION_INFO_SYMBOL} is not defined"
+        else:
+            try:
+                compilation = self._compilation_info(info_symbol)
+            except InspectionError as e:
+                error = e.message
+        defined = [s.name for s in exports]
+        code = {s.name for s in exports if s.kind in ("func", "ifunc")}
+        return classify_relib_symbols(defined, code, compilation, error)
+
+    def _compilation_info(self, symbol: Symbol) -> CompilationInfo:
+        """Decode the ``{ptr, len}`` the symbol holds (relib-abi.md §2.3)."""
+        image, word = self.image, self.word
+        if symbol.kind != "object" or symbol.size != 2 * word:
+            image.fail(f"{symbol.name} is a {symbol.size}-byte {symbol.kind}, expected a "
+                       f"{2 * word}-byte object")
+        at = self.offset_of(symbol.value, 2 * word, symbol.name)
+        ptr, length = image.unpack(struct.Struct(self.endian + ("QQ" if word == 8 else "II")),
+                                   at, symbol.name)
+        source = "in-place"  # GNU ld and RELR keep the address in the file
+        if self.relocs.rela is not None:
+            addend = find_relative_addend(image, self.relocs.rela, symbol.value, self.bits,
+                                          C.RELATIVE_TYPES.get(self.e_machine))
+            if addend is not None:
+                ptr, source = addend, "rela"
+        if length > MAX_COMPILATION_INFO_LEN:
+            image.fail(f"compilation info length {length} is implausible")
+        if ptr == 0:
+            image.fail("compilation info pointer is 0 and no relocation supplies it")
+        raw = image.read(self.offset_of(ptr, length, "compilation info string"), length,
+                         "compilation info string")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            image.fail("compilation info is not UTF-8")
+        return decode_compilation_info(text, source)
