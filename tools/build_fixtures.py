@@ -145,10 +145,41 @@ def _cross_works(compiler: str) -> bool:
         return r.returncode == 0
 
 
+@lru_cache(maxsize=None)
+def _rustc_facts() -> dict[str, str]:
+    """``{rustc_version}``, ``{rustc_host}``, ``{llvm_version}`` from ``rustc -vV`` (parsed once)."""
+    try:
+        out = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    facts: dict[str, str] = {}
+    for line in out.splitlines():
+        if line.startswith("rustc "):
+            facts["rustc_version"] = line[len("rustc "):]
+        elif line.startswith("host: "):
+            facts["rustc_host"] = line[len("host: "):]
+        elif line.startswith("LLVM version: "):
+            facts["llvm_version"] = line[len("LLVM version: "):]
+    return facts
+
+
+def _expanded_env(v: Variant) -> dict[str, str]:
+    """The variant's ``env`` with the rustc placeholders filled in (relib compilation info)."""
+    env: dict[str, str] = {}
+    for key, value in v.env:
+        if "{" in value:
+            for fact, real in _rustc_facts().items():
+                value = value.replace("{" + fact + "}", real)
+        env[key] = value
+    return env
+
+
 def _key(v: Variant, cmd: list[str]) -> str:
     h = hashlib.sha256()
     h.update(BUILDER_VERSION.encode())
     h.update(v.spec.encode())
+    # the expanded values, not only the placeholders, must key the cache
+    h.update(json.dumps(_expanded_env(v), sort_keys=True).encode())
     h.update((_tool_version(cmd[0]) or "").encode())
     for s in v.sources:
         h.update(s.encode())
@@ -161,12 +192,31 @@ def _key(v: Variant, cmd: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
+def _with_fixture_args(v: Variant) -> Variant:
+    """Replace ``{fixture:NAME}`` in ``args`` by the built path of fixture NAME
+    (a library linked against another fixture). The path holds NAME's cache
+    key, so a changed dependency also rebuilds the dependent."""
+    if not any("{fixture:" in a for a in v.args):
+        return v
+    import dataclasses
+
+    args = []
+    for a in v.args:
+        while "{fixture:" in a:
+            start = a.index("{fixture:")
+            end = a.index("}", start)
+            a = a[:start] + str(build(a[start + len("{fixture:"):end])) + a[end + 1:]
+        args.append(a)
+    return dataclasses.replace(v, args=tuple(args), spec=v.spec + json.dumps(args))
+
+
 def build(name: str) -> Path:
     """Build (or reuse) fixture ``name`` and return the path of the library."""
     try:
         v = variants()[name]
     except KeyError:
         raise KeyError(f"no fixture named {name!r}; known: {sorted(variants())}") from None
+    v = _with_fixture_args(v)
     placeholder = Path("OUT")
     cmd = _command(v, placeholder)
     if _tool_version(cmd[0]) is None:
@@ -180,7 +230,7 @@ def build(name: str) -> Path:
     try:
         tmp_out = tmp_dir / v.filename
         cmd = [str(tmp_out) if c == str(placeholder) else c for c in _command(v, tmp_out)]
-        env = {**os.environ, **dict(v.env)}
+        env = {**os.environ, **_expanded_env(v)}
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_dir, env=env)
         if r.returncode != 0 or not tmp_out.exists():
             raise FixtureBuildFailed(f"{name}: {' '.join(cmd)}\n{r.stdout}\n{r.stderr}")
