@@ -1,0 +1,104 @@
+"""``relib-pure run PATH``: load, call, unload, verify, and print the unload report.
+
+Exit status: 0 the unload was clean, 1 it was not (still mapped, leaks,
+threads still running, crash under ``--isolated``), 2 the library could not be
+read or loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["configure_parser", "execute", "render_text"]
+
+
+def add_cycle_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared with the hidden ``probe`` child command."""
+    from relib_pure.runtime.probe import RESTYPES
+
+    parser.add_argument("path", help="the shared library")
+    parser.add_argument("--call", metavar="SYMBOL",
+                        help="call this exported function (no arguments) after loading")
+    parser.add_argument("--restype", choices=sorted(RESTYPES), default="void",
+                        help="return type of --call (default: void)")
+    parser.add_argument("--times", type=int, default=1, metavar="N",
+                        help="call it N times (default 1)")
+    parser.add_argument("--owner", choices=("thread", "caller"), default="thread",
+                        help="run the module on a dedicated owner thread (default) or here")
+    parser.add_argument("--no-check", dest="check", action="store_false",
+                        help="skip the static compatibility checks")
+
+
+def configure_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run", help="load, call, unload and verify a library",
+        description=__doc__.splitlines()[0])
+    add_cycle_arguments(parser)
+    parser.add_argument("--isolated", action="store_true",
+                        help="run the cycle in a child process (a crash becomes a report)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds before an --isolated child is killed (default 60)")
+    parser.add_argument("--json", action="store_true", help="print JSON (schemas/run.json)")
+    parser.set_defaults(func=execute)
+
+
+def render_text(data: dict[str, Any]) -> str:
+    """Human rendering of the same dict ``--json`` prints."""
+    lines = [f"{data['path']}: {'clean' if data['clean'] else 'NOT CLEAN'} "
+             f"(stage reached: {data['stage']}{', isolated' if data['isolated'] else ''})"]
+    call = data.get("call")
+    if call:
+        lines.append(f"  called {call['symbol']}() x{call['times']}"
+                     + (f" -> {call['last_result']}" if call["restype"] != "void" else ""))
+    proc = data.get("process")
+    if proc and (proc["signal"] is not None or proc["timed_out"]):
+        why = f"killed by {proc['signal_name']}" if proc["signal"] else "timed out"
+        lines.append(f"  child process {why}")
+        tail = proc["stderr"].strip().splitlines()[-5:]
+        lines.extend(f"    | {t}" for t in tail)
+    err = data.get("error")
+    if err:
+        lines.append(f"  error [{err['code']}]: {err['message']}")
+    unload = data.get("unload")
+    if unload:
+        verdict = "unloaded" if unload["unloaded"] else "STILL MAPPED"
+        lines.append(f"  {verdict}")
+        for c in unload["causes"]:
+            lines.append(f"  cause {c['code']}: {c['message']}"
+                         + (f" [{c['detail']}]" if c["detail"] else ""))
+        leaks = unload["leaks"]
+        for t in leaks["threads"]:
+            lines.append(f"  thread still running: tid {t['tid']} {t['name']!r}")
+        for f in leaks["fds"]:
+            lines.append(f"  descriptor left open: fd {f['fd']} -> {f['target']}")
+        for m in leaks["mappings"]:
+            lines.append(f"  mapping left: {m['start']:#x} {m['perms']} {m['size']} bytes "
+                         f"{m['path'] or 'anonymous'}")
+    return "\n".join(lines)
+
+
+def execute(args: argparse.Namespace) -> int:
+    from relib_pure.runtime.probe import probe, run_cycle
+
+    if args.times < 1:
+        print("relib-pure run: --times must be at least 1", file=sys.stderr)
+        return 2
+    result: Any
+    if args.isolated:
+        result = probe(args.path, call=args.call, restype=args.restype, times=args.times,
+                       owner=args.owner, check=args.check, timeout=args.timeout)
+    else:
+        result = run_cycle(args.path, call=args.call, restype=args.restype, times=args.times,
+                           owner=args.owner, check=args.check)
+    data = result.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(render_text(data))
+    return int(result.exit_code)
