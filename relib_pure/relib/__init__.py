@@ -303,13 +303,14 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
     ``load.already-loaded``, ``load.dlopen``, ``load.symbol-missing`` (every
     missing symbol listed).
     """
-    from relib_pure.compat import Policy, check as run_check
     from relib_pure.runtime.module import load_validated
     from relib_pure.runtime.validate import validate
 
     validated = validate(path, check=False)
     gen, ci = select_generation(validated.info)
     if check:
+        from relib_pure.compat import Policy, check as run_check
+
         pol = policy if policy is not None else Policy(unloading=ci.unloading_enabled)
         wanted = _expectation(expect)
         if wanted is not None:

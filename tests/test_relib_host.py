@@ -1,0 +1,218 @@
+"""The relib protocol host against the fixture module, one base module per generation.
+
+Each generation loads its fixture with the full interface and checks exports of
+every kind (unit, primitive, boxed or written-whole structures and strings),
+imports, panics, thread-locals on the owner thread, the thread check, leak
+freeing and statics reset by a real unload (relib-abi.md §1.5, §1.6, §4).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import threading
+
+import pytest
+
+from relib_pure.abi import GENERATIONS
+from relib_pure.errors import ExportPanicked, ModuleUnloaded, SymbolMissing, ThreadsStillRunning
+from relib_pure.relib import RStr, load_module
+from test_relib_host_support import (EXPORTS, GENERATION_FIXTURES, I32_MAX, I32_MIN, ONES,
+                                     STRUCT_IMPORTS, HostImports, Point, child_json,
+                                     import_types, load_fixture, run_child)
+
+ALL = list(GENERATION_FIXTURES)
+
+
+def test_every_generation_has_a_fixture() -> None:
+    assert sorted(GENERATION_FIXTURES) == sorted(g.name for g in GENERATIONS)
+
+
+@pytest.mark.parametrize("gen", ALL)
+def test_exports_of_every_kind(native, gen: str) -> None:
+    path = native(GENERATION_FIXTURES[gen])
+    host = HostImports(gen)
+    with load_fixture(path, gen, host=host) as m:
+        assert m.generation.name == gen
+        assert m.module_id is not None and m.module_id >= 1
+        assert m.call_main() is None
+        ex = m.exports
+        assert ex.empty() is None
+        assert ex.primitive(I32_MAX) is None
+        assert ex.primitive_ret(I32_MIN) == I32_MIN
+        assert ex.add(2**64 - 1, 2) == 1  # wrapping add in the module
+        assert ex.ref_(ONES) is None
+        assert ex.ref_owned_ret("owned ✓") == "owned ✓"
+        assert ex.ref_ret("abcdef") == "bcdef"
+        assert ex.ref_ret2(RStr.from_bytes("first"), "second") == "first"
+        p = ex.point(7, -9)
+        assert isinstance(p, Point) and (p.x, p.y) == (7, -9)
+        data = ex.alloc_mem(100_000)
+        assert data == b"\x2a" * 100_000
+        assert [ex.counter() for _ in range(3)] == [1, 2, 3]
+        # boxing is decided by the module's __post symbols (convention B only)
+        b = gen not in ("0.1.8", "0.2", "0.2.3")
+        assert (ex.point.boxed, ex.ref_owned_ret.boxed, ex.primitive_ret.boxed) == (b, b, False)
+
+
+@pytest.mark.parametrize("gen", ALL)
+def test_imports_called_by_the_module(native, gen: str) -> None:
+    host = HostImports(gen)
+    with load_fixture(native(GENERATION_FIXTURES[gen]), gen, host=host) as m:
+        assert m.exports.call_imports() is True
+    expected = ["empty", "primitive", "primitive_ret", "ref_"]
+    if gen in STRUCT_IMPORTS:
+        expected += ["ref_ret", "point"]
+    assert host.names() == expected
+    values = dict(host.calls)
+    assert values["primitive"] == I32_MAX
+    assert values["primitive_ret"] == I32_MIN
+    assert values["ref_"] == ONES
+    if gen in STRUCT_IMPORTS:
+        assert values["point"] == (3, -4)
+
+
+@pytest.mark.parametrize("gen", ALL)
+def test_panic_in_export_keeps_module_usable(native, gen: str, capfd) -> None:
+    with load_fixture(native(GENERATION_FIXTURES[gen]), gen) as m:
+        with pytest.raises(ExportPanicked) as info:
+            m.exports.panic()
+        assert info.value.code == "call.panicked" and info.value.path == m.path
+        assert m.exports.add(40, 2) == 42
+    err = capfd.readouterr().err
+    assert "the export \"panic\" panics on purpose" in err
+
+
+@pytest.mark.parametrize("gen", ALL)
+def test_leak_is_freed_and_statics_reset(native, gen: str) -> None:
+    path = native(GENERATION_FIXTURES[gen])
+    leak = 8 * 1024 * 1024
+    m = load_fixture(path, gen)
+    assert m.exports.only_called_once() is True
+    assert m.exports.only_called_once() is False
+    m.exports.leak(leak)
+    report = m.unload()
+    assert report.unloaded, report
+    assert report.extra["freed_bytes"] >= leak
+    assert report.extra["freed_allocations"] >= 3  # init's two buffers + the leak
+    assert report.extra["relib_generation"] == gen
+    with pytest.raises(ModuleUnloaded):
+        m.exports.add(1, 1)
+    again = load_fixture(path, gen)
+    try:
+        assert again.module_id > m.module_id  # ids are never reused
+        assert again.exports.only_called_once() is True  # statics were reset by the unload
+    finally:
+        assert again.unload().unloaded
+
+
+@pytest.mark.parametrize("gen", ["0.1.8", "0.2.3", "0.7"])
+def test_thread_locals_destroyed_on_owner_thread(native, gen: str) -> None:
+    host = HostImports(gen)
+    m = load_fixture(native(GENERATION_FIXTURES[gen]), gen, host=host)
+    owner = m.module.owner_ident
+    m.exports.thread_locals(1024 * 1024)
+    assert host.tls_drop_threads == []  # owner-thread TLS lives until unload
+    report = m.unload()
+    assert report.unloaded, report
+    # relib's private destructor list ran during unload, on the owner thread
+    assert host.tls_drop_threads == [owner] * 3
+
+
+@pytest.mark.parametrize("variant,gen", [("relib_0_7_threads_check", "0.7"),
+                                         ("relib_0_1_8_threads_check", "0.1.8")])
+def test_threads_check_scenario(native, variant: str, gen: str) -> None:
+    # main leaves a thread sleeping ~1e6 s: the module can never unload, so a child runs it
+    proc = run_child("""
+        import json, os, sys
+        from relib_pure.errors import ThreadsStillRunning
+        from test_relib_host_support import load_fixture
+        m = load_fixture(sys.argv[1], sys.argv[2])
+        m.call_main()
+        try:
+            m.unload()
+            out = {"error": None}
+        except ThreadsStillRunning as e:
+            out = {"error": e.code, "count": m.spawned_threads_count(),
+                   "loaded": m.loaded, "usable": m.exports.add(1, 2) == 3}
+        print(json.dumps(out), flush=True)
+        os._exit(0)  # the sleeper would keep the interpreter's exit hooks waiting
+    """, str(native(variant)), gen)
+    assert proc.returncode == 0, proc.stderr
+    assert child_json(proc) == {"error": "unload.threads-running", "count": 1, "loaded": True,
+                                "usable": True}
+
+
+@pytest.mark.parametrize("gen", ["0.1.8", "0.2.3", "0.7"])
+def test_short_thread_joined_then_unload_ok(native, gen: str) -> None:
+    m = load_fixture(native(GENERATION_FIXTURES[gen]), gen)
+    m.exports.spawn_thread(200)
+    with pytest.raises(ThreadsStillRunning):
+        m.unload()
+    m.exports.join_threads()
+    assert m.spawned_threads_count() == 0
+    assert m.unload().unloaded
+
+
+def test_owner_caller_mode(native) -> None:
+    m = load_fixture(native("relib_0_7"), "0.7", owner="caller")
+    assert m.exports.add(1, 1) == 2
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            m.exports.add(1, 1)
+        except BaseException as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert len(errors) == 1 and getattr(errors[0], "code", None) == "call.wrong-thread"
+    assert m.unload().unloaded
+
+
+def test_missing_symbols_are_listed_before_init(native, tmp_path) -> None:
+    path = native("relib_0_7")
+    with pytest.raises(SymbolMissing) as info:
+        load_module(path, exports={"nope": (None, []), "nada": (ctypes.c_int, [])},
+                    imports={"missing": lambda: None}, import_types={"missing": (None, [])})
+    assert set(info.value.symbols) == {"__relib__Exports_nope", "__relib__Exports_nada",
+                                       "__relib__Imports_missing"}
+    assert info.value.path == str(path)
+    # nothing stayed mapped: the same path loads again
+    m = load_module(path)
+    assert m.unload().unloaded
+
+
+def test_call_main_without_main_and_unknown_export(native) -> None:
+    with load_fixture(native("relib_0_7"), "0.7") as m:
+        with pytest.raises(SymbolMissing):
+            m.export("does_not_exist")
+        counter = m.export("counter", ctypes.c_uint64)
+        assert counter() == 1
+
+
+def test_struct_import_refused_for_plain_convention(native) -> None:
+    from relib_pure.errors import LoadError
+
+    with pytest.raises(LoadError) as info:
+        load_module(native("relib_0_2"), imports={"point": lambda x, y: Point(x, y)},
+                    import_types={"point": (Point, [ctypes.c_int32, ctypes.c_int32])})
+    # the slot does not exist in 0.2 at all: reported as missing or refused
+    assert info.value.code in ("load.symbol-missing", "load.init-failed")
+
+
+def test_declared_exports_cover_fixture() -> None:
+    assert {"panic", "counter", "call_imports"} <= set(EXPORTS)
+    assert "point" in import_types("0.7") and "point" not in import_types("0.1.8")
+
+
+def test_copy_loaded_twice_from_other_path(native, tmp_path) -> None:
+    src = native("relib_0_7")
+    a, b = tmp_path / "liba.so", tmp_path / "libb.so"
+    shutil.copyfile(src, a)
+    shutil.copyfile(src, b)
+    with load_fixture(a, "0.7") as ma, load_fixture(b, "0.7") as mb:
+        assert ma.module_id != mb.module_id
+        assert ma.exports.counter() == 1 and ma.exports.counter() == 2
+        assert mb.exports.counter() == 1  # separate statics
