@@ -210,3 +210,24 @@ def test_a_built_wheel_contains_the_example(tmp_path: Path, repo_root: Path) -> 
             "relib_pure/examples/example_relib.c"} <= names
     shipped = zipfile.ZipFile(wheel).read("relib_pure/examples/libexample_relib.so")
     assert shipped == example_path().read_bytes()
+
+
+def test_readme_first_command_inspects_the_example_without_a_compiler(tmp_path: Path,
+                                                                      repo_root: Path) -> None:
+    # PATH holds only the interpreter's folder: no gcc, no readelf
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path),
+           "PYTHONPATH": str(repo_root), "LC_ALL": "C"}
+    r = subprocess.run([sys.executable, "-m", "relib_pure", "inspect", "--example", "--json"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["version"] == 1
+    (lib,) = report["libraries"]
+    assert Path(lib["path"]) == example_path()
+    assert lib["machine"] == "x86_64"
+    relib = lib["relib"]
+    assert relib["compilation_info"]["raw"] == source_compilation_info()
+    assert relib["has_main"] is True
+    assert [e["symbol"] for e in relib["exports"] if e["trait"] == "Exports"] == \
+        ["__relib__Exports_add"]
+    assert [i["symbol"] for i in relib["imports"]] == ["__relib__Imports_log"]
