@@ -1,0 +1,318 @@
+"""Runtime host on real libraries: load, call from any thread, verified unload, leaks.
+
+Scenarios that leave a library mapped for good run in a child process
+(tests/test_runtime_isolated.py); everything here unloads what it loads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+import relib_pure
+from relib_pure.errors import (AlreadyLoaded, CallError, IncompatibleModuleError,
+                               InspectionError, LoadError, ModuleUnloaded, ThreadsStillRunning)
+from relib_pure.runtime import Module, UnloadReport, load, load_validated, validate
+from relib_pure.runtime import procfs
+
+
+def mapped(path: Path) -> bool:
+    st = os.stat(path)
+    fid = procfs.file_id(st)
+    return procfs.maps_mention(procfs.read_maps(), fid, os.path.realpath(path))
+
+
+@pytest.fixture
+def rt_copy(native, tmp_path: Path) -> Path:
+    """A private copy of the runtime fixture, so no other test can have it mapped."""
+    target = tmp_path / "librt_copy.so"
+    shutil.copy(native("rt_basic"), target)
+    return target
+
+
+def test_public_names_reexported() -> None:
+    assert relib_pure.load is load
+    assert relib_pure.Module is Module
+    assert relib_pure.UnloadReport is UnloadReport
+    assert relib_pure.probe is relib_pure.runtime.probe
+
+
+@pytest.mark.parametrize("owner", ["thread", "caller"])
+def test_plain_c_load_call_unload_clean(native, owner: str) -> None:
+    path = native("c_plain")
+    module = load(path, owner=owner)
+    assert module.loaded and mapped(path)
+    add = module.function("plain_add", ctypes.c_int, (ctypes.c_int, ctypes.c_int))
+    scale = module.function("plain_scale", ctypes.c_double, (ctypes.c_double,))
+    assert add(40, 2) == 42
+    assert scale(2.0) == 5.0
+    report = module.unload()
+    assert report.unloaded and report.clean, report.summary()
+    assert not report.loader_knows and report.causes == ()
+    assert not mapped(path)
+    assert report.owner == owner and report.driver == "plain"
+    with pytest.raises(ModuleUnloaded) as info:
+        add(1, 2)
+    assert info.value.code == "call.unloaded" and info.value.path == module.path
+    with pytest.raises(ModuleUnloaded):
+        module.unload()
+    with pytest.raises(ModuleUnloaded):
+        module.function("plain_add")
+
+
+def test_missing_symbol_is_typed(native) -> None:
+    with load(native("c_plain")) as module:
+        with pytest.raises(relib_pure.SymbolMissing) as info:
+            module.function("no_such_function")
+        assert info.value.symbols == ("no_such_function",)
+        # a hidden symbol is not exported either
+        with pytest.raises(relib_pure.SymbolMissing):
+            module.function("plain_hidden")
+    assert not module.loaded
+
+
+def test_rust_plain_unloads_clean(native) -> None:
+    path = native("rust_plain")
+    with load(path) as module:
+        add = module.function("rust_plain_add", ctypes.c_int32, (ctypes.c_int32, ctypes.c_int32))
+        calls = module.function("rust_plain_calls", ctypes.c_uint64)
+        assert add(2, 3) == 5 and add(-1, 1) == 0
+        assert calls() == 2
+    assert module.report is not None and module.report.clean, module.report.summary()
+    assert not mapped(path)
+
+
+def test_rust_thread_locals_from_main_and_other_threads_unload_clean(native) -> None:
+    """Every call runs on the owner thread, which exits before dlclose: the TLS
+    destructors run there and glibc's counter does not pin the library."""
+    path = native("rust_tls")
+    module = load(path)
+    touch = module.function("rust_tls_touch", ctypes.c_size_t, (ctypes.c_uint8,))
+    touches = module.function("rust_tls_touches", ctypes.c_uint64)
+    dtors = module.function("rust_tls_dtors_run", ctypes.c_uint64)
+    spawn = module.function("rust_tls_run_threads", ctypes.c_uint64,
+                            (ctypes.c_uint32, ctypes.c_uint32))
+    touch(1)  # main Python thread
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for i in range(5):
+                touch(i)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    # all 21 touches landed in one thread's thread-locals: the owner's
+    assert touches() == 21
+    # the module's own threads touch and exit; their destructors ran (2 each)
+    before = dtors()
+    assert spawn(3, 4) == 12
+    assert dtors() == before + 6
+    report = module.unload()
+    assert report.unloaded and report.clean, report.summary()
+    assert not mapped(path)
+
+
+def test_caller_mode_refuses_other_threads(native) -> None:
+    module = load(native("c_plain"), owner="caller")
+    add = module.function("plain_add", ctypes.c_int, (ctypes.c_int, ctypes.c_int))
+    seen: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            add(1, 1)
+        except BaseException as e:
+            seen.append(e)
+        try:
+            module.unload()
+        except BaseException as e:
+            seen.append(e)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert [type(e) for e in seen] == [CallError, relib_pure.UnloadError]
+    assert seen[0].code == "call.wrong-thread"
+    assert seen[1].code == "unload.wrong-thread"
+    assert module.loaded and add(1, 1) == 2
+    assert module.unload().clean
+
+
+def test_thread_starter_refused_then_usable_then_clean(rt_copy: Path) -> None:
+    module = load(rt_copy)
+    start = module.function("rt_thread_start")
+    stop = module.function("rt_thread_stop")
+    add = module.function("rt_add", ctypes.c_int, (ctypes.c_int, ctypes.c_int))
+    assert start() == 0
+    with pytest.raises(ThreadsStillRunning) as info:
+        module.unload()
+    err = info.value
+    assert err.code == "unload.threads-running" and err.path == module.path
+    assert len(err.report.threads) == 1 and not err.report.unloaded
+    # refused, so still loaded and usable
+    assert module.loaded and mapped(rt_copy)
+    assert add(2, 2) == 4
+    assert stop() == 0
+    report = module.unload()
+    assert report.clean, report.summary()
+    assert not mapped(rt_copy)
+
+
+def test_thread_joiner_is_clean(rt_copy: Path) -> None:
+    module = load(rt_copy)
+    joined = module.function("rt_thread_joined", ctypes.c_long, (ctypes.c_long,))
+    assert joined(10) == 55
+    report = module.unload()
+    assert report.clean, report.summary()
+    assert report.threads == () and report.mappings == ()
+
+
+def test_fd_leak_reported_with_target(rt_copy: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "leaked.txt"
+    victim.write_text("x")
+    module = load(rt_copy)
+    leak = module.function("rt_leak_fd", ctypes.c_int, (ctypes.c_char_p,))
+    fd = leak(os.fsencode(victim))
+    assert fd >= 0
+    try:
+        report = module.unload()
+        assert report.unloaded and not report.clean
+        assert (fd, str(victim)) in [(f.fd, f.target) for f in report.fds]
+        assert report.to_dict()["leaks"]["fds"] == [{"fd": fd, "target": str(victim)}]
+    finally:
+        os.close(fd)
+
+
+def test_mmap_leak_reported_with_size(rt_copy: Path) -> None:
+    module = load(rt_copy)
+    leak = module.function("rt_leak_mmap", ctypes.c_void_p, (ctypes.c_long,))
+    addr = leak(5)
+    assert addr
+    report = module.unload()
+    assert report.unloaded and not report.clean
+    page = os.sysconf("SC_PAGESIZE")
+    found = [m for m in report.mappings if m.start <= addr < m.end]
+    assert len(found) == 1, report.summary()
+    assert found[0].start == addr and found[0].size == 5 * page and found[0].perms == "rw-p"
+    assert found[0].path == ""
+
+
+def test_already_loaded_by_path_and_by_inode(rt_copy: Path, tmp_path: Path) -> None:
+    link = tmp_path / "hardlink.so"
+    os.link(rt_copy, link)
+    with load(rt_copy) as module:
+        with pytest.raises(AlreadyLoaded) as info:
+            load(rt_copy)
+        assert info.value.code == "load.already-loaded"
+        with pytest.raises(AlreadyLoaded):
+            load(link)  # another name, same inode
+        assert module.function("rt_tag")() == 1
+    assert module.report is not None and module.report.clean
+    assert not mapped(rt_copy)
+
+
+def test_300_threads_loading_one_path(rt_copy: Path) -> None:
+    n = 300
+    barrier = threading.Barrier(n)
+    results: list[object] = [None] * n
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = load(rt_copy)
+        except BaseException as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    modules = [r for r in results if isinstance(r, Module)]
+    refused = [r for r in results if isinstance(r, AlreadyLoaded)]
+    assert len(modules) == 1 and len(refused) == n - 1, {type(r) for r in results}
+    assert modules[0].unload().unloaded
+    assert not mapped(rt_copy)
+
+
+def test_swapped_file_between_check_and_load(native, tmp_path: Path) -> None:
+    target = tmp_path / "libswap.so"
+    shutil.copy(native("rt_basic"), target)
+    other = tmp_path / "other.so"
+    shutil.copy(native("rt_other"), other)
+    validated = validate(target)
+    os.replace(other, target)  # what gets mapped now is rt_other
+    with pytest.raises(LoadError) as info:
+        load_validated(validated)
+    assert info.value.code == "load.swapped" and info.value.path == str(target)
+    assert not mapped(target)
+    # validated afresh, the new file loads (it is rt_other: tag 2)
+    with load(target) as module:
+        assert module.function("rt_tag")() == 2
+
+
+def test_modified_in_place_between_check_and_load(rt_copy: Path) -> None:
+    validated = validate(rt_copy)
+    with open(rt_copy, "ab") as f:
+        f.write(b"\0" * 16)  # same inode, other bytes
+    with pytest.raises(LoadError) as info:
+        load_validated(validated)
+    assert info.value.code == "load.swapped"
+    assert not mapped(rt_copy)
+
+
+def test_compat_error_stops_before_mapping(native) -> None:
+    path = native("cross_foreign")
+    with pytest.raises(IncompatibleModuleError) as info:
+        load(path)
+    assert info.value.path is not None
+    assert not mapped(path)
+    # relaxed, dlopen itself refuses it, with dlerror's text
+    with pytest.raises(LoadError) as info2:
+        load(path, check=False)
+    assert info2.value.code == "load.dlopen"
+    # glibc's own words for a foreign-machine object, carried over from dlerror()
+    assert "cannot open shared object file" in info2.value.message
+    assert not mapped(path)
+
+
+def test_bad_input_is_typed(tmp_path: Path) -> None:
+    with pytest.raises(InspectionError) as info:
+        load(tmp_path / "missing.so")
+    assert info.value.code == "inspect.not-found"
+    junk = tmp_path / "junk.so"
+    junk.write_bytes(os.urandom(256))
+    with pytest.raises(InspectionError) as info:
+        load(junk)
+    assert info.value.path is not None and info.value.code.startswith("inspect.")
+    with pytest.raises(InspectionError) as info:
+        load(tmp_path)
+    assert info.value.code == "inspect.not-a-file"
+
+
+def test_context_manager_unloads_on_error(native) -> None:
+    path = native("c_plain")
+    with pytest.raises(ZeroDivisionError):
+        with load(path) as module:
+            1 / 0
+    assert not module.loaded and not mapped(path)
+
+
+def test_report_to_dict_shape(native) -> None:
+    with load(native("c_plain")) as module:
+        pass
+    data = module.report.to_dict()
+    assert data["unloaded"] is True and data["clean"] is True
+    assert set(data["leaks"]) == {"threads", "fds", "mappings"}
+    assert {"dlopen", "dlclose", "verify"} <= set(data["timings_us"])
