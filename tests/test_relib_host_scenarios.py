@@ -1,0 +1,275 @@
+"""relib's upstream host scenarios (relib-abi.md §6) against the fixture variants.
+
+Scenarios that abort the process or leave a module that can never unload run
+in a child interpreter; the test checks its exit status and output.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from relib_pure.errors import (AlreadyLoaded, ExportPanicked, IncompatibleModuleError,
+                               UnloadError)
+from relib_pure.relib import RString, load_module
+from test_relib_host_support import child_json, load_fixture, run_child
+
+
+def _mapped(path: Path | str) -> bool:
+    with open("/proc/self/maps") as f:
+        return str(path) in f.read()
+
+
+def test_parallel_module_loading_one_ok(native, tmp_path) -> None:
+    # upstream: no unloading, 300 threads load one path at once -> one Ok, the rest
+    # ModuleAlreadyLoaded, nothing else. The winner stays loaded (leaked) by design.
+    path = tmp_path / "libparallel.so"
+    shutil.copyfile(native("relib_0_7_nounload"), path)
+    barrier = threading.Barrier(300)
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            out: object = load_module(path, owner="caller")
+        except BaseException as e:  # noqa: BLE001 - every outcome is collected
+            out = e
+        with lock:
+            results.append(out)
+    threads = [threading.Thread(target=worker) for _ in range(300)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    oks = [r for r in results if not isinstance(r, BaseException)]
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(oks) == 1
+    assert len(errors) == 299 and all(isinstance(e, AlreadyLoaded) for e in errors), \
+        {type(e).__name__ for e in errors}
+    assert all(e.code == "load.already-loaded" and e.path == str(path) for e in errors)
+
+
+def test_is_already_loaded_error(native) -> None:
+    path = native("relib_0_7")
+    m = load_fixture(path, "0.7")
+    with pytest.raises(AlreadyLoaded):
+        load_fixture(path, "0.7")
+    assert m.loaded  # the failed second load did not disturb the first
+    assert m.unload().unloaded
+    again = load_fixture(path, "0.7")
+    assert again.unload().unloaded
+
+
+def test_backtrace_unloading_ten_cycles(native) -> None:
+    path = native("relib_0_7_backtrace")
+    for _ in range(10):
+        m = load_fixture(path, "0.7")
+        m.call_main()  # asserts its backtrace names its own function
+        report = m.unload()
+        # misc_cleanup unmapped the mappings std's backtrace made of the .so
+        assert report.unloaded, report
+        assert not _mapped(path)
+
+
+@pytest.mark.parametrize("variant,gen", [("relib_0_7_nounload", "0.7"),
+                                         ("relib_0_2_nounload", "0.2")])
+def test_no_unloading_module_is_leaked(native, tmp_path, capfd, variant: str, gen: str) -> None:
+    path = tmp_path / f"lib{variant}.so"
+    shutil.copyfile(native(variant), path)
+    m = load_fixture(path, gen)
+    assert not m.unloading and m.module_id is None
+    m.call_main()
+    assert "[module] main" in capfd.readouterr().out
+    assert m.exports.add(1, 2) == 3
+    with pytest.raises(UnloadError) as info:
+        m.unload()
+    assert info.value.code == "unload.not-supported"
+    assert m.loaded and m.exports.counter() == 1  # still usable, leaked for good
+
+
+def test_exportify_unit_main(native, capfd) -> None:
+    with load_fixture(native("relib_0_7"), "0.7") as m:
+        assert m.call_main() is None
+    assert "[module] main" in capfd.readouterr().out
+
+
+@pytest.mark.parametrize("variant", ["relib_0_7_ret_primitive_main"])
+def test_exportify_ret_primitive_main(native, variant: str) -> None:
+    with load_fixture(native(variant), "0.7") as m:
+        assert m.module.symbol("__relib__main")
+        assert m.call_main(ctypes.c_uint64) == 2**64 - 1
+
+
+def test_exportify_ret_heap_main(native) -> None:
+    with load_fixture(native("relib_0_7_ret_heap_main"), "0.7") as m:
+        assert m.module.symbol("__post__relib__main")  # boxed: a post function exists
+        assert m.call_main(RString) == "ret_heap_main"
+        assert m.call_main(RString) == "ret_heap_main"  # the box was released, not reused
+
+
+@pytest.mark.parametrize("variant,gen", [("relib_0_7_panic_main", "0.7"),
+                                         ("relib_0_1_8_panic_main", "0.1.8")])
+def test_exportify_panic_main(native, capfd, variant: str, gen: str) -> None:
+    with load_fixture(native(variant), gen) as m:
+        with pytest.raises(ExportPanicked):
+            m.call_main()
+        assert m.exports.add(1, 1) == 2  # the host keeps running
+    assert "panicked" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("variant,gen", [("relib_0_7_before_unload_panic", "0.7"),
+                                         ("relib_0_1_8_before_unload_panic", "0.1.8")])
+def test_before_unload_panic(native, variant: str, gen: str) -> None:
+    proc = run_child("""
+        import json, os, sys
+        from relib_pure.errors import BeforeUnloadPanicked
+        from test_relib_host_support import load_fixture
+        m = load_fixture(sys.argv[1], sys.argv[2])
+        m.call_main()
+        try:
+            m.unload()
+            out = {"error": None}
+        except BeforeUnloadPanicked as e:
+            out = {"error": e.code, "path": e.path == m.path, "loaded": m.loaded,
+                   "usable": m.exports.add(2, 2) == 4}
+        print(json.dumps(out), flush=True)
+        os._exit(0)  # the module can never unload; skip the exit-time retry
+    """, str(native(variant)), gen)
+    assert proc.returncode == 0, proc.stderr
+    assert child_json(proc) == {"error": "unload.before-unload-panicked", "path": True,
+                                "loaded": True, "usable": True}
+    assert "panicked" in proc.stderr
+
+
+def test_multiple_modules_on_ten_threads(native, tmp_path) -> None:
+    src = native("relib_0_7")
+    paths = []
+    for i in range(10):
+        p = tmp_path / f"libtest_module_{i}.so"
+        shutil.copyfile(src, p)
+        paths.append(p)
+    barrier = threading.Barrier(10)
+    outcomes: dict[int, object] = {}
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            m = load_fixture(paths[i], "0.7", owner="caller")
+            m.call_main()
+            m.exports.leak(1 << 20)
+            report = m.unload()
+            outcomes[i] = (m.module_id, report.unloaded, report.extra["freed_bytes"])
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion
+            outcomes[i] = e
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(isinstance(v, tuple) for v in outcomes.values()), outcomes
+    ids = [v[0] for v in outcomes.values()]  # type: ignore[index]
+    assert len(set(ids)) == 10
+    assert all(v[1] and v[2] >= 1 << 20 for v in outcomes.values())  # type: ignore[index]
+
+
+def test_code_change_between_loads(native, tmp_path) -> None:
+    # rebuild between loads: the new file is written over the same path
+    path = tmp_path / "libcode_change.so"
+    seen = []
+    for variant in ["relib_0_7_code_change_a", "relib_0_7_code_change_b",
+                    "relib_0_7_code_change_a"]:
+        shutil.copyfile(native(variant), path)
+        m = load_fixture(path, "0.7")
+        seen.append(m.call_main(ctypes.c_uint64))
+        assert m.unload().unloaded
+    assert seen == [1, 2, 1]
+
+
+def test_dealloc_validation_aborts(native) -> None:
+    proc = run_child("""
+        import sys
+        from test_relib_host_support import load_fixture
+        m = load_fixture(sys.argv[1], "0.7")
+        print("loaded id", m.module_id, flush=True)
+        m.call_main()
+        print("main returned", flush=True)
+    """, str(native("relib_0_7_dealloc_validation")))
+    assert proc.returncode == -signal.SIGABRT, (proc.returncode, proc.stderr)
+    assert "loaded id 1" in proc.stdout and "main returned" not in proc.stdout
+    assert ("[module id: 1] something unrecoverable happened: invalid pointer was passed to "
+            "dealloc of global allocator") in proc.stderr
+    assert "aborting" in proc.stderr
+
+
+def test_panicking_import_aborts(native) -> None:
+    proc = run_child("""
+        import sys
+        from test_relib_host_support import load_fixture
+        m = load_fixture(sys.argv[1], "0.7")
+        m.call_main()
+        print("main returned", flush=True)
+    """, str(native("relib_0_7_import_panic")))
+    assert proc.returncode == -signal.SIGABRT, (proc.returncode, proc.stderr)
+    assert "main returned" not in proc.stdout
+    assert '[relib] host panicked while executing import "panic" of module, aborting' \
+        in proc.stderr
+    # the host printed the Python traceback before reporting failure
+    assert "RuntimeError: host import panics on purpose" in proc.stderr
+
+
+def test_compilation_policy(native) -> None:
+    old = native("relib_0_7_oldrustc")
+    ref = native("relib_0_7")
+    # the module's own generation is accepted without an expectation
+    m = load_fixture(old, "0.7")
+    assert m.compilation_info.rustc_version.startswith("1.80.0")
+    assert m.unload().unloaded
+    with pytest.raises(IncompatibleModuleError) as info:
+        load_fixture(old, "0.7", expect=ref)  # "like that other module"
+    assert info.value.code in ("compat.failed", "compat.compilation-mismatch")
+    assert not _mapped(old)  # refused before dlopen
+    with load_fixture(ref, "0.7") as first:
+        with load_fixture(native("relib_0_7_bfd"), "0.7", expect=first) as second:
+            assert second.compilation_info.raw == first.compilation_info.raw
+
+
+def test_unsupported_relib_version_refused_before_dlopen(native, tmp_path) -> None:
+    data = native("relib_0_7").read_bytes()
+    assert data.count(b"|0.7.0|1") == 1
+    path = tmp_path / "librelib_future.so"
+    path.write_bytes(data.replace(b"|0.7.0|1", b"|0.9.0|1"))  # same length, version 0.9
+    with pytest.raises(IncompatibleModuleError) as info:
+        load_module(path)
+    assert info.value.code in ("compat.unsupported-relib", "compat.failed")
+    assert info.value.path == str(path)
+    assert not _mapped(path)
+
+
+@pytest.mark.parametrize("variant", ["relib_0_7_bfd", "relib_0_7_relr"])
+def test_linker_variants(native, variant: str) -> None:
+    with load_fixture(native(variant), "0.7") as m:
+        m.call_main()
+        assert m.exports.ref_owned_ret("x") == "x"
+
+
+def test_plain_load_uses_relib_driver(native) -> None:
+    import relib_pure
+
+    m = relib_pure.load(native("relib_0_7"))
+    try:
+        assert m.driver.name == "relib-0.7"
+        main = m.function("__relib__main", None, [ctypes.POINTER(ctypes.c_bool)])
+        ok = ctypes.c_bool(False)
+        main(ctypes.byref(ok))
+        assert ok.value
+    finally:
+        report = m.unload()
+    assert report.unloaded and report.extra["freed_allocations"] >= 2
+
+
