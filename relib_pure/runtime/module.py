@@ -447,4 +447,13 @@ def load(path: str | os.PathLike[str], *, policy: Any = None, owner: OwnerMode =
     checks fail.
     """
     validated = validate(path, policy=policy, check=check)
+    if driver is None:
+        driver = _protocol_driver(validated)
     return load_validated(validated, owner=owner, lazy=lazy, deepbind=deepbind, driver=driver)
+
+
+def _protocol_driver(validated: Validated) -> Driver | None:
+    """relib's driver for relib modules built with unloading; ``None`` (plain) otherwise."""
+    from relib_pure.relib import auto_driver
+
+    return auto_driver(validated.info)
