@@ -21,9 +21,16 @@ __all__ = ["unload_all"]
 def unload_all() -> None:
     from relib_pure.runtime.module import live_modules
 
-    for module in live_modules():
+    # newest first, like the loader at exit: a module loaded later may depend
+    # on an earlier one, and its mappings must be gone before the earlier is checked
+    for module in reversed(live_modules()):
         try:
-            module.unload()
+            report = module.unload()
+            if report.clean:
+                logger.info("%s: unloaded cleanly at exit", module.path)
+            else:
+                logger.warning("%s: unloaded at exit, leaving:\n%s", module.path,
+                               report.summary())
         except RelibError as e:
             logger.warning("%s: left loaded at exit: %s", module.path, e)
         except Exception:  # never turn interpreter exit into a crash

@@ -381,7 +381,8 @@ class Module:
             loader_knows=loader_knows, causes=causes, still_mapped=still, retried=retried,
             threads=verify.new_threads(self._before),
             fds=verify.leaked_fds(self._before),
-            mappings=verify.leaked_mappings(self._before, maps, v.file, v.real_path),
+            mappings=verify.leaked_mappings(self._before, maps, v.file, v.real_path,
+                                            _other_files(self)),
             timings_us={"verify": (time.perf_counter() - t0) * 1e6}, extra=extra)
 
     def _causes(self, loader_knows: bool) -> tuple[Cause, ...]:
@@ -399,6 +400,12 @@ class Module:
         if not loader_knows:
             causes.append(Cause("leftover-mapping"))
         return tuple(causes)
+
+
+def _other_files(module: Module) -> frozenset[tuple[int, int]]:
+    with _registry_lock:
+        others = [m for m in _live.values() if m is not module] + _leaked
+    return frozenset((m.validated.file.dev, m.validated.file.inode) for m in others)
 
 
 def _with_timings(report: UnloadReport, timings: dict[str, float]) -> UnloadReport:

@@ -138,6 +138,7 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
     shown = os.fspath(path)
     stage = "start"
     call_info: dict[str, Any] | None = None
+    report = None
 
     def reach(name: str) -> None:
         nonlocal stage
@@ -165,7 +166,8 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
         reach("done")
         return RunResult(shown, stage, call_info, report.to_dict(), None)
     except RelibError as e:
-        report_obj = getattr(e, "report", None)
+        # a failed call still unloads (finally above): keep that report
+        report_obj = getattr(e, "report", None) or report
         unload = report_obj.to_dict() if report_obj is not None else None
         return RunResult(shown, stage, call_info, unload, e.to_dict())
 

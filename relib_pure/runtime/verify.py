@@ -133,14 +133,16 @@ def _allocator_owned(m: Mapping, part: tuple[int, int], data: bytes) -> bool:
     return _guard_below(data, m.start)
 
 
-def leaked_mappings(before: Snapshot, after: bytes, fid: FileId,
-                    path: str) -> tuple[Mapping, ...]:
+def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
+                    others: frozenset[tuple[int, int]] = frozenset()) -> tuple[Mapping, ...]:
     """Accessible memory mapped now that was not mapped at ``before``.
 
     The library's own file is excluded (that is :func:`mappings_of_file`'s
     business), as are pseudo mappings (``[heap]``...), inaccessible
-    reservations, and what :func:`_allocator_owned` recognises. A region that
-    grew is reported with only its new bytes.
+    reservations, files in ``others`` (``(dev, inode)`` of libraries this host
+    loaded since, which are not this module's doing) and what
+    :func:`_allocator_owned` recognises. A region that grew is reported with
+    only its new bytes.
     """
     old_lines = before.maps.splitlines()
     old = set(old_lines)
@@ -153,6 +155,8 @@ def leaked_mappings(before: Snapshot, after: bytes, fid: FileId,
         if m.perms.startswith("---") or m.path.startswith("["):
             continue
         if (m.dev == fid.dev and m.inode == fid.inode) or m.path.startswith(path):
+            continue
+        if m.inode and (m.dev, m.inode) in others:
             continue
         for s, e in _uncovered(m, covered):
             if not _allocator_owned(m, (s, e), after):

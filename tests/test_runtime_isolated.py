@@ -1,0 +1,158 @@
+"""Runtime scenarios that leave process-wide state or crash: each runs in a child.
+
+The child is ``python -m relib_pure run ...`` (the CLI, whose JSON is validated
+against ``schemas/run.json``) or a short script; the library stays mapped or
+the child dies, never this test process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from relib_pure.runtime import probe
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, timeout: float = 60) -> tuple[int, dict[str, Any], str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "relib_pure", "run", *args, "--json"],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    data = json.loads(proc.stdout)
+    validate_run_json(data)
+    return proc.returncode, data, proc.stderr
+
+
+def validate_run_json(data: dict[str, Any]) -> None:
+    schema = json.loads(resources.files("relib_pure").joinpath("schemas/run.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(data, schema)
+
+
+def run_script(body: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(body)], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def cause_codes(data: dict[str, Any]) -> list[str]:
+    return [c["code"] for c in data["unload"]["causes"]]
+
+
+def test_cli_run_clean_exit_0(native) -> None:
+    code, data, _ = run_cli(str(native("c_plain")), "--call", "plain_bump", "--restype", "int",
+                            "--times", "3")
+    assert code == 0
+    assert data["clean"] and data["stage"] == "done" and not data["isolated"]
+    assert data["call"] == {"symbol": "plain_bump", "restype": "int", "times": 3,
+                            "last_result": 3}
+    assert data["unload"]["unloaded"] is True and data["error"] is None
+
+
+def test_nodelete_reports_cause(native) -> None:
+    code, data, _ = run_cli(str(native("c_nodelete")), "--call", "nodelete_bump")
+    assert code == 1
+    assert data["error"]["code"] == "unload.still-mapped"
+    assert data["unload"]["unloaded"] is False and data["unload"]["still_mapped"]
+    assert cause_codes(data) == ["nodelete"]
+
+
+def test_gnu_unique_reports_cause_and_symbols(native) -> None:
+    code, data, _ = run_cli(str(native("cxx_unique")), "--call", "unique_bump",
+                            "--restype", "int")
+    assert code == 1
+    assert data["call"]["last_result"] == 1
+    assert cause_codes(data) == ["gnu-unique"]
+    detail = data["unload"]["causes"][0]["detail"]
+    assert "_ZZ14unique_countervE7counter" in detail
+
+
+def test_rust_tls_touched_on_caller_thread_is_pinned(native) -> None:
+    """owner='caller': the thread-local lives on the (still running) main thread,
+    so glibc's TLS-destructor counter keeps the library: the cause says so."""
+    code, data, _ = run_cli(str(native("rust_tls")), "--owner", "caller",
+                            "--call", "rust_tls_len", "--restype", "uint64")
+    assert code == 1
+    assert cause_codes(data) == ["tls-destructors"]
+    assert data["unload"]["loader_knows"] is True
+
+
+def test_rust_tls_same_call_through_owner_thread_is_clean(native) -> None:
+    code, data, _ = run_cli(str(native("rust_tls")), "--call", "rust_tls_len",
+                            "--restype", "uint64")
+    assert code == 0 and data["clean"], data
+
+
+def test_thread_left_running_exit_1(native) -> None:
+    code, data, stderr = run_cli(str(native("rt_basic")), "--call", "rt_thread_start",
+                                 "--restype", "int")
+    assert code == 1
+    assert data["error"]["code"] == "unload.threads-running"
+    assert len(data["unload"]["leaks"]["threads"]) == 1
+    # at exit the module is deliberately left loaded, without a crash
+    assert "left loaded at exit" in stderr
+
+
+def test_unreadable_input_exit_2(tmp_path: Path) -> None:
+    code, data, _ = run_cli(str(tmp_path / "nope.so"))
+    assert code == 2
+    assert data["error"]["code"] == "inspect.not-found" and data["unload"] is None
+    assert data["stage"] == "validate"
+
+
+def test_missing_symbol_exit_2(native) -> None:
+    code, data, _ = run_cli(str(native("c_plain")), "--call", "does_not_exist")
+    assert code == 2
+    assert data["error"]["code"] == "load.symbol-missing"
+    assert data["unload"]["clean"] is True  # it was unloaded all the same
+
+
+def test_segfault_under_probe_is_a_report(native) -> None:
+    report = probe(native("rt_basic"), call="rt_segfault", restype="int")
+    assert report.crashed and not report.clean
+    assert report.signal == 11 and report.signal_name == "SIGSEGV"
+    assert report.exit_status is None and report.stage == "call"
+    assert "Segmentation fault" in report.stderr  # faulthandler's traceback
+    assert report.exit_code == 1
+    data = report.to_dict()
+    validate_run_json(data)
+    assert data["isolated"] and data["process"]["signal"] == 11
+
+
+def test_abort_under_cli_isolated(native) -> None:
+    code, data, _ = run_cli(str(native("rt_basic")), "--call", "rt_abort", "--isolated")
+    assert code == 1
+    assert data["process"]["signal_name"] == "SIGABRT" and data["stage"] == "call"
+
+
+def test_probe_clean_run(native) -> None:
+    report = probe(native("c_plain"), call="plain_bump", restype="int", times=2)
+    assert report.clean and report.exit_status == 0 and report.signal is None
+    assert report.result is not None and report.result.call["last_result"] == 2
+    validate_run_json(report.to_dict())
+
+
+def test_interpreter_exit_unloads_forgotten_modules(native) -> None:
+    proc = run_script(f"""
+        import ctypes, logging, sys
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+        from relib_pure.runtime import load
+        a = load({str(native("rust_tls"))!r})
+        a.function("rust_tls_touch", ctypes.c_size_t, (ctypes.c_uint8,))(7)
+        b = load({str(native("c_plain"))!r}, owner="caller")
+        print("loaded", flush=True)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "loaded"
+    assert "left loaded at exit" not in proc.stderr
+    assert proc.stderr.count("unloaded cleanly at exit") == 2, proc.stderr
