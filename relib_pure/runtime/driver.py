@@ -16,6 +16,23 @@ raise :class:`~relib_pure.errors.ThreadsStillRunning` or
 and usable only if ``module_still_usable`` says so) -> owner thread exits ->
 ``dlclose`` -> verification -> ``driver.report_extra(module)`` merged into the
 report's ``extra`` dict.
+
+As implemented by the host (:mod:`relib_pure.runtime.module`):
+
+- After ``before_close`` returns, the host's own check for native threads
+  that appeared during the module's lifetime runs (it comes second so that a
+  protocol's ``before_unload`` can still join its threads). If threads are
+  alive it raises ``ThreadsStillRunning``: the module stays loaded when the
+  driver's optional ``module_still_usable() -> bool`` returns true (or the
+  driver has no such method), otherwise it is given up (left mapped, never
+  closed, everything it references kept alive).
+- The same ``module_still_usable`` rule applies when ``before_close`` raises.
+- ``after_close(module, unloaded)`` and ``report_extra(module)`` run on the
+  unloading thread after verification; an exception there is logged and
+  recorded as ``extra["driver_error"]``, it does not hide the verdict.
+- ``module.run_on_owner(fn, *args)`` runs ``fn`` on the owner thread (directly
+  when already there); ``module.handle`` is the dlopen handle for
+  :func:`relib_pure.runtime.dl.dlsym`.
 """
 
 from __future__ import annotations
