@@ -74,7 +74,7 @@ def inspect_bytes(data: bytes, path: str = "<bytes>") -> LibraryInfo:
         data = data.tobytes()
     if not data:
         raise InspectionError("the data is empty", path=path, code="inspect.empty")
-    info = _reader(path, bytes(data[:8]))(path, data)
+    info = _reader(path, bytes(data[:64]))(path, data)
     return _with_hash(info, data, None)
 
 
@@ -120,7 +120,7 @@ def inspect(path: str | os.PathLike[str]) -> LibraryInfo:
 
 
 def _inspect_mapped(name: str, data: mmap.mmap) -> LibraryInfo:
-    read = _reader(name, data[:8])
+    read = _reader(name, data[:64])
     hasher = _Hasher(data)
     try:
         info = read(name, data)

@@ -70,6 +70,10 @@ def read_elf(path: str, data: Buffer) -> LibraryInfo:
                               code=code) from e
 
 
+def _align_up(value: int, align: int) -> int:
+    return -(-value // align) * align
+
+
 def _is_short_read(error: Exception) -> bool:
     text = str(error).lower()
     return "past eof" in text or "expected" in text and "found" in text or "unpack_from" in text
@@ -330,8 +334,10 @@ class _ElfReader:
         while pos + header.size <= len(blob):
             namesz, descsz, kind = header.unpack_from(blob, pos)
             name_at = pos + header.size
-            desc_at = name_at + -(-namesz // align) * align
-            end = desc_at + -(-descsz // align) * align
+            # binutils' ELF_NOTE_DESC_OFFSET/NEXT_OFFSET: padding counts from the
+            # note's start, so 8-aligned GNU property notes need no name padding.
+            desc_at = pos + _align_up(header.size + namesz, align)
+            end = pos + _align_up(desc_at - pos + descsz, align)
             if desc_at + descsz > len(blob):
                 self.image.fail(f"note at offset {offset + pos:#x} runs past its segment")
             if kind == C.NT_GNU_BUILD_ID and blob[name_at:name_at + namesz] == b"GNU\0":

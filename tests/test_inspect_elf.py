@@ -1,0 +1,548 @@
+"""ELF inspection checked against binutils' readelf on real, freshly built libraries.
+
+Each ELF fixture declared in ``fixtures/**/fixture.json`` (plus the toolchain's
+own ``librustc_driver``) is inspected and compared field by field with what
+``readelf --dyn-syms -d -W``, ``readelf -V``, ``readelf -n``,
+``readelf -p .comment``, ``readelf -l`` and ``readelf -r`` print.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import build_fixtures
+from relib_pure import abi
+from relib_pure.errors import InspectionError
+from relib_pure.inspection import inspect, inspect_bytes
+from relib_pure.model import LibraryInfo
+
+pytestmark = pytest.mark.skipif(shutil.which("readelf") is None, reason="binutils readelf missing")
+
+ELF_LANGS = {"c", "cxx", "rust", "cross-c"}
+#: relib fixtures covering every protocol generation, the unloading flag, the
+#: compilation-info field values and the three linker layouts (lld RELA with a
+#: zero field, GNU ld RELA with the addend in place, RELR).
+RELIB_FIXTURES = {
+    "relib_0_1_8": ("0.1.8", None), "relib_0_2": ("0.2.0", True),
+    "relib_0_2_3": ("0.2.3", True), "relib_0_3": ("0.3.0", True),
+    "relib_0_4_0": ("0.4.0", True), "relib_0_4_1": ("0.4.1", True),
+    "relib_0_7": ("0.7.0", True), "relib_0_7_bfd": ("0.7.0", True),
+    "relib_0_7_relr": ("0.7.0", True), "relib_0_2_nounload": ("0.2.0", False),
+    "relib_0_7_nounload": ("0.7.0", False), "relib_0_7_oldrustc": ("0.7.0", True),
+}
+
+
+def _elf_fixtures() -> list[str]:
+    names = []
+    for name, variant in sorted(build_fixtures.variants().items()):
+        if variant.lang not in ELF_LANGS:
+            continue
+        if name.startswith("relib_") and name not in RELIB_FIXTURES:
+            continue  # scenario variants share the layout of relib_0_7
+        names.append(name)
+    return names
+
+
+ELF_FIXTURES = _elf_fixtures()
+RELIB_PRESENT = [n for n in RELIB_FIXTURES if n in build_fixtures.variants()]
+
+
+def readelf(*args: str | Path) -> str:
+    result = subprocess.run(["readelf", *map(str, args)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+# -- readelf output parsers -------------------------------------------------------------
+
+_SYM_LINE = re.compile(r"^\s*(\d+): ([0-9a-f]+)\s+(0x[0-9a-f]+|\d+) (\w+)\s+(\w+)\s+(\w+)\s+"
+                       r"(bad section index\[\s*\d+\]|\w+) (.*)$")
+_KIND = {"FUNC": "func", "OBJECT": "object", "TLS": "tls", "IFUNC": "ifunc",
+         "COMMON": "common", "NOTYPE": "notype"}
+_BIND = {"GLOBAL": "global", "WEAK": "weak", "UNIQUE": "gnu_unique"}
+
+
+def readelf_symbols(path: Path) -> tuple[list[tuple], list[tuple]]:
+    """(exports, imports) as readelf --dyn-syms -W shows them, in table order:
+    exports (name, kind, binding, visibility, size, value, version, default),
+    imports (name, kind, weak, version, version index)."""
+    exports: list[tuple] = []
+    imports: list[tuple] = []
+    for line in readelf("--dyn-syms", "-W", path).splitlines():
+        m = _SYM_LINE.match(line)
+        if not m:
+            continue
+        _num, value, size, kind, bind, vis, ndx, name = m.groups()
+        if bind == "LOCAL":
+            continue
+        index = re.search(r" \((\d+)\)$", name)
+        name = re.sub(r" \(\d+\)$", "", name)
+        version, default = None, True
+        if "@@" in name:
+            name, version = name.split("@@", 1)
+        elif "@" in name:
+            name, version = name.split("@", 1)
+            default = ndx == "UND"
+        if ndx == "UND":
+            imports.append((name, _KIND[kind], bind == "WEAK", version,
+                            int(index.group(1)) if index else None))
+        elif vis in ("DEFAULT", "PROTECTED"):
+            exports.append((name, _KIND[kind], _BIND[bind], vis.lower(), int(size, 0),
+                            int(value, 16), version, default))
+    return exports, imports
+
+
+def readelf_dynamic(path: Path) -> list[tuple[str, str]]:
+    """(TAG, value text) rows of readelf -d -W."""
+    rows = []
+    for line in readelf("-d", "-W", path).splitlines():
+        m = re.match(r"^\s*0x[0-9a-f]+ \((\w+)\)\s+(.*)$", line)
+        if m:
+            rows.append((m.group(1), m.group(2).strip()))
+    return rows
+
+
+def readelf_need_files(path: Path) -> dict[int, str]:
+    """version index -> file that must provide it, from readelf -V."""
+    files: dict[int, str] = {}
+    current = None
+    for line in readelf("-V", "-W", path).splitlines():
+        m = re.search(r"File: (\S+)\s+Cnt:", line)
+        if m:
+            current = m.group(1)
+        m = re.search(r"Name: \S+\s+Flags: .*Version: (\d+)", line)
+        if m and current:
+            files[int(m.group(1))] = current
+    return files
+
+
+def _bracketed(text: str) -> str:
+    return text[text.index("[") + 1:text.rindex("]")]
+
+
+# -- field-by-field comparisons --------------------------------------------------------
+
+
+def _check_symbols(info: LibraryInfo, path: Path) -> None:
+    exports, imports = readelf_symbols(path)
+    ours = [(s.name, s.kind, s.binding, s.visibility, s.size, s.value, s.version,
+             s.default_version) for s in info.exports]
+    # readelf omits the version of the absolute symbol a version definition
+    # creates (VERS_1 in VERS_1); the table does carry it.
+    theirs = [(e[0], *e[1:6], e[0], True) if e[6] is None and e[0] in info.version_definitions
+              else e for e in exports]
+    assert ours == theirs
+    assert [(s.name, s.kind, s.weak, s.version) for s in info.imports] == [
+        i[:4] for i in imports]
+    assert info.hazards.thread_atexit == any(i[0] == "__cxa_thread_atexit_impl"
+                                             for i in imports)
+    files = readelf_need_files(path)
+    assert [s.version_file for s in info.imports] == [
+        files[i[4]] if i[4] is not None else None for i in imports]
+
+
+def _check_dynamic(info: LibraryInfo, path: Path) -> None:
+    rows = readelf_dynamic(path)
+    tags = {tag for tag, _ in rows}
+    assert list(info.needed) == [_bracketed(v) for t, v in rows if t == "NEEDED"]
+    soname = [_bracketed(v) for t, v in rows if t == "SONAME"]
+    assert info.soname == (soname[0] if soname else None)
+    for tag, field in (("RPATH", info.rpath), ("RUNPATH", info.runpath)):
+        expected = [p for t, v in rows if t == tag for p in _bracketed(v).split(":") if p]
+        assert list(field) == expected
+    flags = [v.split() for t, v in rows if t == "FLAGS"]
+    assert list(info.dynamic_flags) == (flags[0] if flags else [])
+    flags_1 = [v.removeprefix("Flags:").split() for t, v in rows if t == "FLAGS_1"]
+    assert list(info.dynamic_flags_1) == (flags_1[0] if flags_1 else [])
+    word = info.bits // 8
+    for tag, count in (("INIT_ARRAYSZ", info.hazards.init_array),
+                       ("FINI_ARRAYSZ", info.hazards.fini_array)):
+        sizes = [int(v.split()[0]) for t, v in rows if t == tag]
+        assert count == (sizes[0] // word if sizes else 0)
+    assert info.hazards.has_init == ("INIT" in tags)
+    assert info.hazards.has_fini == ("FINI" in tags)
+    assert info.hazards.nodelete == ("NODELETE" in info.dynamic_flags_1)
+    assert info.hazards.textrel == ("TEXTREL" in tags or "TEXTREL" in info.dynamic_flags)
+
+
+def _check_versions(info: LibraryInfo, path: Path) -> None:
+    text = readelf("-V", "-W", path)
+    defs = re.findall(r"Flags: (\S+)\s+Index: \d+\s+Cnt: \d+\s+Name: (\S+)", text)
+    assert list(info.version_definitions) == [n for flags, n in defs if flags != "BASE"]
+    needs: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        m = re.search(r"File: (\S+)\s+Cnt:", line)
+        if m:
+            needs.append((m.group(1), []))
+            continue
+        m = re.search(r"^\s+0x[0-9a-f]+:\s+Name: (\S+)\s+Flags:", line)
+        if m and needs:
+            needs[-1][1].append(m.group(1))
+    assert [(n.file, list(n.versions)) for n in info.version_needs] == needs
+
+
+def _check_notes_and_comments(info: LibraryInfo, path: Path) -> None:
+    ids = re.findall(r"Build ID: ([0-9a-f]+)", readelf("-n", path))
+    assert info.build_id == (ids[0] if ids else None)
+    result = subprocess.run(["readelf", "-p", ".comment", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    comments = re.findall(r"^\s+\[\s*[0-9a-f]+\]\s+(.*)$", result.stdout, re.M)
+    assert list(info.comments) == comments
+
+
+def _check_segments(info: LibraryInfo, path: Path) -> None:
+    text = readelf("-l", "-W", path)
+    tls = re.findall(r"^\s+TLS\s+\S+\s+\S+\s+\S+\s+\S+\s+(0x[0-9a-f]+)", text, re.M)
+    assert info.hazards.tls_size == sum(int(t, 16) for t in tls)
+    interp = re.findall(r"Requesting program interpreter: ([^\]]+)\]", text)
+    assert info.interpreter == (interp[0] if interp else None)
+    machine = re.search(r"Machine:\s+(.*)", readelf("-h", path)).group(1)
+    expected = {"Advanced Micro Devices X86-64": "x86_64", "AArch64": "aarch64",
+                "Intel 80386": "i386", "ARM": "arm"}[machine]
+    assert info.machine == expected
+
+
+def _check_static_tls(info: LibraryInfo, path: Path) -> None:
+    relocs = readelf("-r", "-W", path)
+    initial_exec = re.search(r"R_X86_64_TPOFF(64|32)|R_AARCH64_TLS_TPREL|R_386_TLS_TPOFF",
+                             relocs) is not None
+    assert info.hazards.static_tls == (initial_exec or "STATIC_TLS" in info.dynamic_flags)
+
+
+@pytest.mark.parametrize("name", ELF_FIXTURES)
+def test_fixture_matches_readelf(native, name: str) -> None:
+    path = native(name)
+    info = inspect(path)
+    assert info.format == "elf" and info.elf_type == "DYN"
+    assert info.path == str(path)
+    assert info.file_size == path.stat().st_size
+    _check_symbols(info, path)
+    _check_dynamic(info, path)
+    _check_versions(info, path)
+    _check_notes_and_comments(info, path)
+    _check_segments(info, path)
+    _check_static_tls(info, path)
+
+
+# -- hazards on the fixtures built to show them -------------------------------------------
+
+
+def test_plain_c_library(native) -> None:
+    info = inspect(native("c_plain"))
+    assert info.soname == "libc_plain.so"
+    names = {s.name for s in info.exports}
+    assert {"plain_add", "plain_mul", "plain_counter", "plain_name", "plain_weak"} <= names
+    assert "plain_hidden" not in names and "helper" not in names
+    assert info.find_export("plain_weak").binding == "weak"
+    assert info.find_export("plain_counter").kind == "object"
+    assert info.relib is None
+    assert not info.hazards.blocks_unload and not info.hazards.static_tls
+
+
+def test_nodelete_blocks_unload(native) -> None:
+    info = inspect(native("c_nodelete"))
+    assert info.hazards.nodelete and info.hazards.blocks_unload
+    assert "NODELETE" in info.dynamic_flags_1
+
+
+def test_gnu_unique_symbol(native) -> None:
+    info = inspect(native("cxx_unique"))
+    unique = [s for s in info.exports if s.binding == "gnu_unique"]
+    assert unique, "the C++ inline function's local static must be STB_GNU_UNIQUE"
+    assert info.hazards.gnu_unique == tuple(s.name for s in unique)
+    assert info.hazards.blocks_unload and not info.hazards.nodelete
+
+
+def test_static_tls(native) -> None:
+    info = inspect(native("c_static_tls"))
+    assert info.hazards.static_tls
+    assert info.hazards.tls_size > 0
+    assert any(s.kind == "tls" for s in info.exports)
+
+
+def test_rust_thread_locals(native) -> None:
+    info = inspect(native("rust_tls"))
+    assert info.hazards.thread_atexit
+    assert info.hazards.tls_size > 0
+    assert "libgcc_s.so.1" in info.needed
+    assert any(c.startswith("rustc version") for c in info.comments)
+    assert "NOW" in info.dynamic_flags_1
+
+
+def test_thread_atexit_reference_versus_relib_hook(native) -> None:
+    """std references __cxa_thread_atexit_impl (weakly) in every Rust cdylib; a
+    relib module defines its own hook instead, so glibc's never pins it."""
+    assert inspect(native("rust_plain")).hazards.thread_atexit
+    assert not inspect(native("c_plain")).hazards.thread_atexit
+    if "relib_0_7" in build_fixtures.variants():
+        relib = inspect(native("relib_0_7"))
+        assert not relib.hazards.thread_atexit
+        assert "__cxa_thread_atexit_impl" in relib.relib.hooks
+
+
+def test_versioned_symbols(native) -> None:
+    info = inspect(native("c_versioned"))
+    assert info.version_definitions == ("VERS_1", "VERS_2")
+    versions = {(s.name, s.version, s.default_version) for s in info.exports}
+    assert ("vers_get", "VERS_1", False) in versions
+    assert ("vers_get", "VERS_2", True) in versions
+
+
+def test_foreign_architecture(native) -> None:
+    info = inspect(native("cross_foreign"))
+    assert info.machine in ("aarch64", "i386")
+    assert info.machine != "x86_64"
+    assert info.bits == (64 if info.machine == "aarch64" else 32)
+
+
+# -- the relib part -----------------------------------------------------------------------
+
+
+def _rustc_facts() -> tuple[str, str, str]:
+    out = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, timeout=60).stdout
+    lines = dict(line.split(": ", 1) for line in out.splitlines()[1:] if ": " in line)
+    return out.splitlines()[0].removeprefix("rustc "), lines["host"], lines["LLVM version"]
+
+
+def _expected_info(name: str) -> str:
+    rustc, host, llvm = _rustc_facts()
+    env = dict(build_fixtures.variants()[name].env)
+    rustc = env.get("RELIB_RUSTC_VERSION", rustc).replace("{rustc_version}", rustc)
+    version, unloading = RELIB_FIXTURES[name]
+    fields = [rustc, host, llvm, version]
+    if unloading is not None:
+        fields.append("1" if unloading else "0")
+    return "|".join(fields)
+
+
+@pytest.mark.parametrize("name", RELIB_PRESENT)
+def test_relib_compilation_info(native, name: str) -> None:
+    info = inspect(native(name))
+    assert info.relib is not None
+    ci = info.relib.compilation_info
+    assert info.relib.compilation_info_error is None
+    assert ci is not None
+    assert ci.raw == _expected_info(name)
+    version, unloading = RELIB_FIXTURES[name]
+    assert ci.relib_version == version and ci.unloading == unloading
+    assert ci.generation == abi.generation_for(version).name
+    # rust-lld leaves the field 0 and GNU ld writes the addend too, but both
+    # carry a RELA entry; packed relocations (RELR) only keep the value in place.
+    assert ci.source == ("in-place" if name.endswith("_relr") else "rela")
+
+
+def _pointer_field(path: Path, info: LibraryInfo) -> int:
+    """The 8 bytes at the compilation-info symbol, mapped through PT_LOAD by readelf."""
+    sym = info.find_export(abi.COMPILATION_INFO_SYMBOL)
+    loads = re.findall(r"^\s+LOAD\s+(0x[0-9a-f]+) (0x[0-9a-f]+) \S+ (0x[0-9a-f]+)",
+                       readelf("-l", "-W", path), re.M)
+    for off, vaddr, filesz in loads:
+        off, vaddr, filesz = int(off, 16), int(vaddr, 16), int(filesz, 16)
+        if vaddr <= sym.value < vaddr + filesz:
+            with open(path, "rb") as f:
+                f.seek(off + sym.value - vaddr)
+                return struct.unpack("<Q", f.read(8))[0]
+    raise AssertionError("symbol not in a PT_LOAD")
+
+
+@pytest.mark.parametrize("name, zero_field", [("relib_0_7", True), ("relib_0_7_bfd", False),
+                                              ("relib_0_7_relr", False)])
+def test_linker_layouts_really_differ(native, name: str, zero_field: bool) -> None:
+    """The three layouts the reader must handle are what the fixtures produce."""
+    if name not in build_fixtures.variants():
+        pytest.skip(f"fixture {name} not declared")
+    path = native(name)
+    info = inspect(path)
+    assert (_pointer_field(path, info) == 0) == zero_field
+    relocs = readelf("-r", "-W", path)
+    assert ("R_X86_64_RELATIVE" in relocs) != name.endswith("_relr") or "relr" in relocs.lower()
+    assert info.relib.compilation_info is not None
+
+
+@pytest.mark.parametrize("name", RELIB_PRESENT)
+def test_relib_symbols_follow_generation(native, name: str) -> None:
+    info = inspect(native(name))
+    relib = info.relib
+    ci = relib.compilation_info
+    gen = abi.generation_for(ci.relib_version)
+    assert relib.has_main
+    defined = {s.name for s in info.exports}
+    if ci.unloading_enabled:
+        assert {abi.internal_export(s) for s in gen.internal_exports} <= set(
+            relib.internal_exports)
+        assert set(relib.internal_imports) == {abi.internal_import(s)
+                                               for s in gen.internal_imports}
+    else:
+        assert relib.internal_exports == () and relib.internal_imports == ()
+    assert set(relib.internal_exports) == {n for n in defined
+                                           if n.startswith(abi.INTERNAL_EXPORT_PREFIX)}
+    # every public export is code, every import slot an 8-byte object
+    for f in relib.exports:
+        assert info.find_export(f.symbol).kind == "func"
+    for f in relib.imports:
+        sym = info.find_export(f.symbol)
+        assert sym.kind == "object" and sym.size == 8
+        assert f.trait is not None
+    boxed = [f for f in (*relib.exports, *relib.imports) if f.boxed]
+    if gen.export_convention == "B":
+        assert boxed, "convention B modules box non-primitive returns"
+        assert all(f.post_symbol == abi.post_symbol(f.symbol) and f.post_symbol in defined
+                   for f in boxed)
+    else:
+        assert not boxed
+    version = abi.parse_relib_version(ci.relib_version)
+    if ci.unloading_enabled:
+        expected_hooks = {h for h, first in abi.HOOK_SYMBOLS.items() if first <= version}
+        assert set(relib.hooks) == expected_hooks
+    assert relib.exports_by_trait.get(None, ()) == tuple(
+        f for f in relib.exports if f.trait is None)
+
+
+# -- file-level errors and the two entry points -------------------------------------------
+
+
+def _error(path: str | Path) -> InspectionError:
+    with pytest.raises(InspectionError) as info:
+        inspect(path)
+    assert info.value.path == str(path)
+    return info.value
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert _error(tmp_path / "nope.so").code == "inspect.not-found"
+
+
+def test_directory(tmp_path: Path) -> None:
+    assert _error(tmp_path).code == "inspect.not-a-file"
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.so"
+    empty.write_bytes(b"")
+    assert _error(empty).code == "inspect.empty"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file(native, tmp_path: Path) -> None:
+    copy = tmp_path / "locked.so"
+    copy.write_bytes(native("c_plain").read_bytes())
+    copy.chmod(0)
+    assert _error(copy).code == "inspect.permission"
+
+
+@pytest.mark.parametrize("head, words", [
+    (b"\xcf\xfa\xed\xfe" + bytes(60), "Mach-O"),
+    (b"!<arch>\n" + bytes(60), "archive"),
+    (b"/* GNU ld script */\nGROUP ( libc.so.6 )\n", "linker script"),
+    (os.urandom(0) + b"\x00\x01random bytes here", "not an ELF or PE"),
+])
+def test_unknown_formats(tmp_path: Path, head: bytes, words: str) -> None:
+    f = tmp_path / "lib.so"
+    f.write_bytes(head)
+    err = _error(f)
+    assert err.code == "inspect.unknown-format"
+    assert words in err.message
+
+
+def _patched(native, tmp_path: Path, offset: int, value: bytes) -> Path:
+    data = bytearray(native("c_plain").read_bytes())
+    data[offset:offset + len(value)] = value
+    out = tmp_path / "patched.so"
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("e_type, words", [(1, "relocatable"), (2, "executable"),
+                                           (4, "core")])
+def test_non_library_elf_types(native, tmp_path: Path, e_type: int, words: str) -> None:
+    err = _error(_patched(native, tmp_path, 16, struct.pack("<H", e_type)))
+    assert err.code == "inspect.not-a-library"
+    assert words in err.message
+
+
+def test_pie_executable_is_accepted(tmp_path: Path) -> None:
+    """PIE executables are ET_DYN: inspected, with their interpreter and PIE flag."""
+    true = Path(shutil.which("true") or "/bin/true").resolve()
+    if "PIE" not in readelf("-d", true):
+        pytest.skip(f"{true} is not a PIE")
+    info = inspect(true)
+    assert info.interpreter and "PIE" in info.dynamic_flags_1
+
+
+@pytest.mark.parametrize("cut", [10, 40, 63, 1000])
+def test_truncated_elf(native, tmp_path: Path, cut: int) -> None:
+    short = tmp_path / "short.so"
+    short.write_bytes(native("c_plain").read_bytes()[:cut])
+    err = _error(short)
+    assert err.code == "inspect.truncated", err
+
+
+def test_bad_identification(native, tmp_path: Path) -> None:
+    err = _error(_patched(native, tmp_path, 4, b"\x07"))
+    assert err.code == "inspect.malformed" and "class" in err.message
+
+
+def test_section_table_beyond_file(native, tmp_path: Path) -> None:
+    err = _error(_patched(native, tmp_path, 0x28, struct.pack("<Q", 1 << 40)))
+    assert err.code == "inspect.truncated"
+
+
+def test_inspect_bytes_matches_inspect(native) -> None:
+    for name in ("c_plain", "rust_tls"):  # below and above the mmap threshold
+        path = native(name)
+        from_file = inspect(path)
+        from_bytes = inspect_bytes(path.read_bytes(), path=str(path))
+        assert from_bytes == from_file
+        import hashlib
+        assert from_file.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_inspect_bytes_default_path_and_errors() -> None:
+    with pytest.raises(InspectionError) as e:
+        inspect_bytes(b"")
+    assert e.value.code == "inspect.empty" and e.value.path == "<bytes>"
+    with pytest.raises(InspectionError) as e:
+        inspect_bytes(b"\x7fELF\x02\x01\x01" + bytes(9))
+    assert e.value.code == "inspect.truncated"
+
+
+def test_top_level_lazy_export(native) -> None:
+    import relib_pure
+    assert relib_pure.inspect(native("c_plain")).soname == "libc_plain.so"
+
+
+# -- the big toolchain library -------------------------------------------------------------
+
+
+def _rustc_driver() -> Path | None:
+    try:
+        sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True,
+                                 text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = glob.glob(os.path.join(sysroot, "lib", "librustc_driver-*.so"))
+    return Path(found[0]) if found else None
+
+
+def test_librustc_driver_matches_readelf() -> None:
+    path = _rustc_driver()
+    if path is None:
+        pytest.skip("no librustc_driver in the rust sysroot")
+    info = inspect(path)
+    assert len(info.exports) > 10_000
+    _check_symbols(info, path)
+    _check_dynamic(info, path)
+    _check_versions(info, path)
+    _check_notes_and_comments(info, path)
+    _check_segments(info, path)
+    _check_static_tls(info, path)
+    assert info.relib is None
