@@ -13,11 +13,12 @@ import functools
 import os
 import struct
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["ElfIdent", "read_ident", "read_soname"]
+__all__ = ["ElfIdent", "read_ident", "read_soname", "read_interp"]
 
 _DT_NULL, _DT_STRTAB, _DT_SONAME = 0, 5, 14
-_PT_LOAD, _PT_DYNAMIC = 1, 2
+_PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -70,44 +71,51 @@ def read_soname(path: str) -> str | None:
     return _soname_cached(path, (st.st_dev, st.st_ino, st.st_mtime_ns))
 
 
-def _soname(f: object) -> str | None:
-    read = f.read  # type: ignore[attr-defined]
-    seek = f.seek  # type: ignore[attr-defined]
-    head = read(64)
+def _program_headers(f: Any) -> tuple[ElfIdent, str, list[tuple[int, int, int, int]]] | None:
+    """(ident, struct byte order, [(p_type, p_offset, p_vaddr, p_filesz)])."""
+    head = f.read(64)
     ident = _ident(head)
     if ident is None:
         return None
     end = "<" if ident.endianness == "little" else ">"
     if ident.bits == 64:
-        phoff, = struct.unpack_from(end + "Q", head, 32)
+        (phoff,) = struct.unpack_from(end + "Q", head, 32)
         phentsize, phnum = struct.unpack_from(end + "HH", head, 54)
         ph = struct.Struct(end + "IIQQQQQQ")   # type, flags, offset, vaddr, paddr, filesz, memsz, align
-        dyn = struct.Struct(end + "qQ")
     else:
-        phoff, = struct.unpack_from(end + "I", head, 28)
+        (phoff,) = struct.unpack_from(end + "I", head, 28)
         phentsize, phnum = struct.unpack_from(end + "HH", head, 42)
         ph = struct.Struct(end + "IIIIIIII")   # type, offset, vaddr, paddr, filesz, memsz, flags, align
-        dyn = struct.Struct(end + "iI")
     if phnum > 4096 or phentsize < ph.size:
         return None
-    seek(phoff)
-    table = read(phentsize * phnum)
-    loads: list[tuple[int, int, int]] = []
-    dynamic: tuple[int, int] | None = None
+    f.seek(phoff)
+    table = f.read(phentsize * phnum)
+    if len(table) < phentsize * phnum:
+        return None
+    out = []
     for i in range(phnum):
         fields = ph.unpack_from(table, i * phentsize)
         if ident.bits == 64:
             p_type, _, p_offset, p_vaddr, _, p_filesz = fields[:6]
         else:
             p_type, p_offset, p_vaddr, _, p_filesz = fields[:5]
-        if p_type == _PT_LOAD:
-            loads.append((p_vaddr, p_offset, p_filesz))
-        elif p_type == _PT_DYNAMIC:
-            dynamic = (p_offset, min(p_filesz, 1 << 20))
+        out.append((p_type, p_offset, p_vaddr, p_filesz))
+    return ident, end, out
+
+
+def _soname(f: Any) -> str | None:
+    parsed = _program_headers(f)
+    if parsed is None:
+        return None
+    ident, end, headers = parsed
+    dyn = struct.Struct(end + ("qQ" if ident.bits == 64 else "iI"))
+    loads = [(vaddr, offset, filesz) for t, offset, vaddr, filesz in headers if t == _PT_LOAD]
+    dynamic = next(((offset, min(filesz, 1 << 20)) for t, offset, _v, filesz in headers
+                    if t == _PT_DYNAMIC), None)
     if dynamic is None:
         return None
-    seek(dynamic[0])
-    raw = read(dynamic[1])
+    f.seek(dynamic[0])
+    raw = f.read(dynamic[1])
     strtab = soname = None
     for i in range(len(raw) // dyn.size):
         tag, val = dyn.unpack_from(raw, i * dyn.size)
@@ -121,7 +129,23 @@ def _soname(f: object) -> str | None:
         return None
     for vaddr, offset, filesz in loads:
         if vaddr <= strtab < vaddr + filesz:
-            seek(offset + (strtab - vaddr) + soname)
-            name = read(4096).split(b"\0", 1)[0]
+            f.seek(offset + (strtab - vaddr) + soname)
+            name = f.read(4096).split(b"\0", 1)[0]
             return os.fsdecode(name) or None
+    return None
+
+
+def read_interp(path: str) -> str | None:
+    """PT_INTERP of ``path`` (the dynamic loader it asks for), or ``None``."""
+    try:
+        with open(path, "rb") as f:
+            parsed = _program_headers(f)
+            if parsed is None:
+                return None
+            for p_type, offset, _vaddr, filesz in parsed[2]:
+                if p_type == _PT_INTERP and 0 < filesz < 4096:
+                    f.seek(offset)
+                    return os.fsdecode(f.read(filesz).split(b"\0", 1)[0]) or None
+    except (OSError, struct.error, ValueError):
+        return None
     return None

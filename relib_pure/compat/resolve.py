@@ -27,7 +27,7 @@ from typing import Any
 from relib_pure.compat import elfhead
 from relib_pure.compat.report import Finding
 from relib_pure.compat.search import (Located, LoaderConfig, Requester, find_library,
-                                      loaded_objects)
+                                      interpreter, loaded_objects)
 from relib_pure.errors import RelibError
 from relib_pure.model import LibraryInfo, Symbol
 
@@ -162,6 +162,13 @@ def resolve(info: LibraryInfo, *, ld_library_path: str | None = None,
     if ld_library_path is None:
         ld_library_path = os.environ.get("LD_LIBRARY_PATH", "")
     loaded = loaded_objects() if include_loaded else {}
+    # The dynamic loader itself is in every process under its PT_INTERP name
+    # and matches a NEEDED entry by its SONAME, so it is never searched for.
+    interp = interpreter()
+    if interp:
+        soname = elfhead.read_soname(interp)
+        if soname:
+            loaded = {**loaded, soname: interp}
 
     root = _Node(info, _requester(info, None))
     if info.soname:
@@ -170,6 +177,7 @@ def resolve(info: LibraryInfo, *, ld_library_path: str | None = None,
     by_path: dict[str, _Node] = {os.path.realpath(info.path): root}
     located: list[Located] = []
     unreadable: list[tuple[str, str]] = []
+    failed: set[str] = set()
     # Breadth-first, each object once, as _dl_map_object_deps builds l_searchlist.
     queue = 0
     while queue < len(nodes):
@@ -190,11 +198,14 @@ def resolve(info: LibraryInfo, *, ld_library_path: str | None = None,
             if real in by_path:
                 by_path[real].names.add(name)
                 continue
+            if real in failed:
+                continue
             try:
                 dep = inspector(loc.path)
             except (RelibError, OSError) as e:
                 logger.info("cannot inspect dependency %s: %s", loc.path, e)
                 unreadable.append((loc.path, str(e)))
+                failed.add(real)
                 continue
             child = _Node(dep, _requester(dep, node.requester), {name})
             if dep.soname:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from relib_pure.compat import elfhead, ldcache
 
 __all__ = ["LoaderConfig", "Requester", "Located", "find_library", "expand_dst", "loaded_objects",
-           "parse_ld_help"]
+           "parse_ld_help", "interpreter"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class LoaderConfig:
     def detect(cls) -> LoaderConfig:
         """This machine's loader: ``ld.so --help`` of the interpreter's
         PT_INTERP (glibc 2.33+), else built-in multiarch defaults."""
-        interp = _interpreter()
+        interp = interpreter()
         text = ""
         if interp:
             try:
@@ -146,16 +146,10 @@ def _legacy_order(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _interpreter() -> str | None:
-    """PT_INTERP of the running executable (e.g. ``/lib64/ld-linux-x86-64.so.2``)."""
-    try:
-        import re as _re
-        with open(sys.executable, "rb") as f:
-            head = f.read(4096)
-        m = _re.search(rb"/lib[^\0]*/ld-linux[^\0]*\.so\.\d", head)
-        return os.fsdecode(m.group(0)) if m else None
-    except OSError:
-        return None
+def interpreter() -> str | None:
+    """PT_INTERP of the running executable (e.g. ``/lib64/ld-linux-x86-64.so.2``),
+    or ``None`` (static or non-ELF interpreter)."""
+    return elfhead.read_interp(sys.executable)
 
 
 _DST_RE = re.compile(r"\$(\{(ORIGIN|LIB|PLATFORM)\}|ORIGIN|LIB|PLATFORM)")

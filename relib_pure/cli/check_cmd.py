@@ -1,0 +1,119 @@
+"""``relib-pure check PATH``: compatibility findings for one library.
+
+Exit status: 0 no error findings, 1 at least one error finding, 2 usage error
+or unreadable input (the library, the ``--like`` file, or a rustc that cannot
+be run). ``--json`` prints ``CheckReport.to_dict()`` (``schemas/check.json``);
+on exit 2 it prints ``{"version": 1, "path": ..., "error": {...}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, TextIO
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def configure_parser(subparsers: Any) -> None:
+    """Register the ``check`` subcommand."""
+    p = subparsers.add_parser(
+        "check", help="check that a library is compatible and loadable here",
+        description="Check a library against this interpreter and an expectation, without "
+                    "loading it.",
+        epilog="exit status: 0 no error findings, 1 error findings, 2 usage or unreadable input")
+    p.add_argument("path", metavar="PATH", help="library to check")
+    expect = p.add_mutually_exclusive_group()
+    expect.add_argument("--expect-rustc", metavar="V",
+                        help="expected rustc version (e.g. '1.95.0' or the full "
+                             "'1.95.0 (59807616e 2026-04-14)')")
+    expect.add_argument("--rustc-from-path", action="store_true",
+                        help="expect the compilation info of `rustc -vV` (rustc on PATH or $RUSTC)")
+    expect.add_argument("--like", metavar="OTHER",
+                        help="expect the same compilation info as OTHER (host dylib or sibling)")
+    p.add_argument("--exports", nargs="+", action="extend", default=[], metavar="NAME",
+                   help="symbols (or relib function names) that must be exported")
+    p.add_argument("--imports", nargs="+", action="extend", default=[], metavar="NAME",
+                   help="import slots / references the host provides")
+    p.add_argument("--no-resolve", action="store_true",
+                   help="do not search NEEDED libraries and undefined symbols")
+    p.add_argument("--no-unload", action="store_true",
+                   help="the host will not unload: unload hazards are only informational")
+    p.add_argument("--require-relib", action="store_true",
+                   help="a library without relib compilation info is an error")
+    p.add_argument("--ignore", action="append", default=[], metavar="CODE",
+                   help="drop findings with this code or namespace (repeatable)")
+    p.add_argument("--relax", action="append", default=[], metavar="CODE",
+                   help="report errors with this code or namespace as warnings (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=execute)
+
+
+def execute(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run the check and render it; returns the exit status."""
+    from relib_pure.compat import Expectation, Policy, check
+    from relib_pure.errors import RelibError
+
+    out = out or sys.stdout
+    try:
+        expectation = None
+        if args.expect_rustc:
+            expectation = Expectation(rustc_version=args.expect_rustc, source="--expect-rustc")
+        elif args.rustc_from_path:
+            expectation = Expectation.from_rustc()
+        elif args.like:
+            expectation = Expectation.like(args.like)
+        try:
+            policy = Policy(expect=expectation, exports=tuple(args.exports),
+                            imports=tuple(args.imports), resolve=not args.no_resolve,
+                            unloading=not args.no_unload, require_relib=args.require_relib,
+                            ignore=frozenset(args.ignore), downgrade=frozenset(args.relax))
+        except ValueError as e:
+            return _usage(args, out, str(e))
+        report = check(args.path, policy)
+    except RelibError as e:
+        return _fail(args, out, e)
+    if args.json:
+        json.dump(report.to_dict(), out, indent=2)
+        out.write("\n")
+    else:
+        out.write(render(report.to_dict()))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def render(report: dict[str, Any]) -> str:
+    """Human text of a report dict: a verdict line, then one aligned line per
+    finding (errors first, as the report orders them)."""
+    counts = report["counts"]
+    verdict = "ok" if report["ok"] else "FAILED"
+    parts = [f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}"
+             for s in ("error", "warning", "info") if counts[s]]
+    lines = [f"{report['path']}: {verdict}" + (f" ({', '.join(parts)})" if parts else "")]
+    findings = report["findings"]
+    if findings:
+        sev_w = max(len(f["severity"]) for f in findings)
+        code_w = max(len(f["code"]) for f in findings)
+        for f in findings:
+            lines.append(f"  {f['severity']:<{sev_w}}  {f['code']:<{code_w}}  {f['message']}")
+    return "\n".join(lines) + "\n"
+
+
+def _fail(args: argparse.Namespace, out: TextIO, error: Any) -> int:
+    if args.json:
+        json.dump({"version": 1, "path": args.path, "error": error.to_dict()}, out, indent=2)
+        out.write("\n")
+    print(f"relib-pure check: {error}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _usage(args: argparse.Namespace, out: TextIO, message: str) -> int:
+    if args.json:
+        json.dump({"version": 1, "path": args.path,
+                   "error": {"code": "usage", "message": message, "path": None}}, out, indent=2)
+        out.write("\n")
+    print(f"relib-pure check: {message}", file=sys.stderr)
+    return EXIT_USAGE
