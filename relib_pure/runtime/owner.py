@@ -96,5 +96,8 @@ class OwnerThread:
             except BaseException as e:  # handed to the submitting thread
                 box[1] = e
             finally:
-                del fn, args
+                # drop every reference to the job: the loop variables would otherwise
+                # keep the last result (e.g. a 200 MB copy) alive until the next job
+                del fn, args, job
                 done.release()
+                del box, done
