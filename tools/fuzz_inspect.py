@@ -1,0 +1,654 @@
+#!/usr/bin/env python3
+"""Mutation fuzzer for ``relib_pure.inspect`` (and ``relib_pure.check`` when it exists).
+
+Each mutant is a built fixture library (``fixtures/**/fixture.json``) changed by
+one mutation: bit flips, byte sets, a truncation, a splice of two fixtures, or
+overwrites of header and table fields (ELF header, section and program headers,
+dynamic entries, symbols, version records; PE headers, section table, export
+and import directories) with boundary values. Mutant ``I`` of seed ``S`` is a
+pure function of ``(S, I, fixture list)``, so every finding replays exactly.
+
+Mutants run in a worker subprocess, one at a time, with a time bound each.
+Outcomes:
+
+- ``ok``: inspection returned a model;
+- ``typed``: an :class:`~relib_pure.errors.InspectionError` naming the file;
+- ``crash``: any other exception, a typed error without the file's path, or
+  the worker dying (signal, abort);
+- ``hang``: no answer within ``--time-limit`` seconds (the worker is killed).
+
+Usage::
+
+    python3 tools/fuzz_inspect.py --count 20000            # the long run
+    python3 tools/fuzz_inspect.py --count 300 --seed 7     # what the test suite runs
+    python3 tools/fuzz_inspect.py --seed 7 --replay 123 --fixtures c_plain,pe_dll \\
+        --save /tmp/mutant.bin                             # reproduce one mutant
+
+Exit status: 0 no crash or hang, 1 at least one crash or hang (each printed
+with its reproducer), 2 usage error or no fixture could be built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect as pyinspect
+import json
+import logging
+import os
+import random
+import resource
+import select
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+if str(REPO) not in sys.path:
+    sys.path.insert(1, str(REPO))
+
+logger = logging.getLogger("fuzz_inspect")
+
+#: Values that sit on the edges parsers get wrong.
+INTERESTING = (0, 1, 2, 3, 4, 7, 8, 0x10, 0x20, 0x40, 0x7F, 0x80, 0xFF, 0x100, 0x1000, 0x7FFF,
+               0x8000, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 10**9, 24 * 10**9,
+               2**63 - 1, 2**63, 2**64 - 1)
+#: Mutation kinds with their weights.
+KINDS = (("bitflip", 25), ("byteset", 15), ("truncate", 15), ("splice", 10), ("field", 35))
+# A worker that uses more than this is a finding (MemoryError), not a dead machine.
+WORKER_MEMORY_LIMIT = 3 << 30
+DEFAULT_TARGET = "relib_pure.inspection:inspect"
+_STARTUP_LIMIT = 120.0
+
+
+@dataclass(frozen=True)
+class Field:
+    """A header or table field of a fixture: ``size`` bytes at ``offset``."""
+
+    name: str
+    offset: int
+    size: int
+    endian: str = "<"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A fixture's bytes and the fields worth overwriting."""
+
+    name: str
+    data: bytes
+    fields: tuple[Field, ...]
+    suffix: str
+
+
+@dataclass(frozen=True)
+class Mutant:
+    index: int
+    base: str
+    kind: str
+    description: str
+    data: bytes
+    suffix: str
+
+
+@dataclass
+class Result:
+    index: int
+    outcome: str
+    detail: str
+    base: str = ""
+    description: str = ""
+    code: str | None = None
+
+
+# -- structural fields ---------------------------------------------------------------------
+
+_U = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+def _get(data: bytes, f: Field) -> int:
+    return int(struct.unpack_from(f.endian + _U[f.size], data, f.offset)[0])
+
+
+def elf_fields(data: bytes) -> tuple[Field, ...]:
+    """Offsets of the ELF fields a reader trusts: headers, dynamic, symbols, versions."""
+    if len(data) < 64 or data[:4] != b"\x7fELF":
+        return ()
+    is64 = data[4] == 2
+    e = "<" if data[5] == 1 else ">"
+    out: list[Field] = [Field("e_ident.class", 4, 1, e), Field("e_ident.data", 5, 1, e),
+                        Field("e_type", 16, 2, e), Field("e_machine", 18, 2, e)]
+    w = 8 if is64 else 4
+    hdr = ((("e_phoff", 32, 8), ("e_shoff", 40, 8), ("e_phentsize", 54, 2), ("e_phnum", 56, 2),
+            ("e_shentsize", 58, 2), ("e_shnum", 60, 2), ("e_shstrndx", 62, 2)) if is64 else
+           (("e_phoff", 28, 4), ("e_shoff", 32, 4), ("e_phentsize", 42, 2), ("e_phnum", 44, 2),
+            ("e_shentsize", 46, 2), ("e_shnum", 48, 2), ("e_shstrndx", 50, 2)))
+    for name, off, size in hdr:
+        out.append(Field(name, off, size, e))
+    vals = {name: _get(data, Field(name, off, size, e)) for name, off, size in hdr}
+    sh = ((("sh_name", 0, 4), ("sh_type", 4, 4), ("sh_offset", 24, 8), ("sh_size", 32, 8),
+           ("sh_link", 40, 4), ("sh_info", 44, 4), ("sh_entsize", 56, 8)) if is64 else
+          (("sh_name", 0, 4), ("sh_type", 4, 4), ("sh_offset", 16, 4), ("sh_size", 20, 4),
+           ("sh_link", 24, 4), ("sh_info", 28, 4), ("sh_entsize", 36, 4)))
+    sections: list[tuple[int, int, int, int]] = []  # type, offset, size, entsize
+    for i in range(vals["e_shnum"]):
+        base = vals["e_shoff"] + i * vals["e_shentsize"]
+        if base + vals["e_shentsize"] > len(data):
+            break
+        rec = {n: _get(data, Field(n, base + o, s, e)) for n, o, s in sh}
+        label = f"shdr[{i}:{_SHT.get(rec['sh_type'], hex(rec['sh_type']))}]"
+        out.extend(Field(f"{label}.{n}", base + o, s, e) for n, o, s in sh)
+        sections.append((rec["sh_type"], rec["sh_offset"], rec["sh_size"], rec["sh_entsize"]))
+    ph = ((("p_type", 0, 4), ("p_offset", 8, 8), ("p_vaddr", 16, 8), ("p_filesz", 32, 8),
+           ("p_memsz", 40, 8)) if is64 else
+          (("p_type", 0, 4), ("p_offset", 4, 4), ("p_vaddr", 8, 4), ("p_filesz", 16, 4),
+           ("p_memsz", 20, 4)))
+    for i in range(vals["e_phnum"]):
+        base = vals["e_phoff"] + i * vals["e_phentsize"]
+        if base + vals["e_phentsize"] > len(data):
+            break
+        out.extend(Field(f"phdr[{i}].{n}", base + o, s, e) for n, o, s in ph)
+    for sh_type, off, size, entsize in sections:
+        if off + size > len(data):
+            continue
+        if sh_type == 6:  # dynamic: every entry's tag and value
+            for j in range(min(size // (2 * w), 64)):
+                out.append(Field(f"dyn[{j}].d_tag", off + 2 * w * j, w, e))
+                out.append(Field(f"dyn[{j}].d_val", off + 2 * w * j + w, w, e))
+        elif sh_type in (11, 2) and entsize:  # dynsym / symtab: a few entries
+            count = size // entsize
+            picks = sorted({*range(min(count, 6)), *range(max(count - 3, 0), count)})
+            sym = ((("st_name", 0, 4), ("st_info", 4, 1), ("st_shndx", 6, 2), ("st_value", 8, 8),
+                    ("st_size", 16, 8)) if is64 else
+                   (("st_name", 0, 4), ("st_value", 4, 4), ("st_size", 8, 4), ("st_info", 12, 1),
+                    ("st_shndx", 14, 2)))
+            kind = "dynsym" if sh_type == 11 else "symtab"
+            for j in picks:
+                out.extend(Field(f"{kind}[{j}].{n}", off + j * entsize + o, s, e)
+                           for n, o, s in sym)
+        elif sh_type == 0x6FFFFFFE and size >= 16:  # verneed
+            out.extend(Field(f"verneed[0].{n}", off + o, s, e) for n, o, s in
+                       (("vn_cnt", 2, 2), ("vn_file", 4, 4), ("vn_aux", 8, 4), ("vn_next", 12, 4)))
+        elif sh_type == 0x6FFFFFFD and size >= 20:  # verdef
+            out.extend(Field(f"verdef[0].{n}", off + o, s, e) for n, o, s in
+                       (("vd_cnt", 6, 2), ("vd_aux", 12, 4), ("vd_next", 16, 4)))
+        elif sh_type in (4, 19) and size >= 3 * w:  # rela / relr: the first entries
+            for j in range(min(size // w, 6)):
+                out.append(Field(f"{'rela' if sh_type == 4 else 'relr'}.word[{j}]",
+                                 off + j * w, w, e))
+    return tuple(out)
+
+
+_SHT = {1: "PROGBITS", 2: "SYMTAB", 3: "STRTAB", 4: "RELA", 6: "DYNAMIC", 7: "NOTE",
+        8: "NOBITS", 11: "DYNSYM", 14: "INIT_ARRAY", 15: "FINI_ARRAY", 19: "RELR",
+        0x6FFFFFF6: "GNU_HASH", 0x6FFFFFFD: "VERDEF", 0x6FFFFFFE: "VERNEED",
+        0x6FFFFFFF: "VERSYM"}
+
+
+def pe_fields(data: bytes) -> tuple[Field, ...]:
+    """Offsets of the PE fields a reader trusts: headers, sections, export/import tables."""
+    if len(data) < 0x40 or data[:2] != b"MZ":
+        return ()
+    (lfanew,) = struct.unpack_from("<I", data, 0x3C)
+    if lfanew + 24 > len(data) or data[lfanew:lfanew + 4] != b"PE\0\0":
+        return (Field("e_lfanew", 0x3C, 4),)
+    fh = lfanew + 4
+    out = [Field("e_lfanew", 0x3C, 4), Field("Machine", fh, 2), Field("NumberOfSections", fh + 2, 2),
+           Field("TimeDateStamp", fh + 4, 4), Field("PointerToSymbolTable", fh + 8, 4),
+           Field("NumberOfSymbols", fh + 12, 4), Field("SizeOfOptionalHeader", fh + 16, 2),
+           Field("Characteristics", fh + 18, 2)]
+    nsec, opt_size = struct.unpack_from("<H", data, fh + 2)[0], struct.unpack_from(
+        "<H", data, fh + 16)[0]
+    opt = fh + 20
+    (magic,) = struct.unpack_from("<H", data, opt)
+    plus = magic == 0x20B
+    out += [Field("Magic", opt, 2), Field("SizeOfHeaders", opt + 60, 4),
+            Field("ImageBase", opt + 24, 8) if plus else Field("ImageBase", opt + 28, 4),
+            Field("NumberOfRvaAndSizes", opt + (108 if plus else 92), 4)]
+    dirs = opt + (112 if plus else 96)
+    for i, name in enumerate(("EXPORT", "IMPORT", "RESOURCE", "EXCEPTION", "SECURITY",
+                              "BASERELOC")):
+        out += [Field(f"dir[{name}].VirtualAddress", dirs + 8 * i, 4),
+                Field(f"dir[{name}].Size", dirs + 8 * i + 4, 4)]
+    table = opt + opt_size
+    sections: list[tuple[int, int, int]] = []  # va, raw size, raw pointer
+    for i in range(nsec):
+        base = table + 40 * i
+        if base + 40 > len(data):
+            break
+        name = data[base:base + 8].rstrip(b"\0").decode("latin-1")
+        out += [Field(f"section[{i}:{name}].{n}", base + o, 4) for n, o in
+                (("VirtualSize", 8), ("VirtualAddress", 12), ("SizeOfRawData", 16),
+                 ("PointerToRawData", 20))]
+        va, raw_size, raw_ptr = struct.unpack_from("<III", data, base + 12)
+        sections.append((va, raw_size, raw_ptr))
+
+    def offset(rva: int) -> int | None:
+        for va, raw_size, raw_ptr in sections:
+            if va <= rva < va + raw_size and raw_ptr + rva - va < len(data):
+                return raw_ptr + rva - va
+        return None
+
+    export_rva, import_rva = (struct.unpack_from("<I", data, dirs + 8 * i)[0] for i in (0, 1))
+    exp = offset(export_rva) if export_rva else None
+    if exp is not None and exp + 40 <= len(data):
+        out += [Field(f"export.{n}", exp + o, 4) for n, o in
+                (("Name", 12), ("Base", 16), ("NumberOfFunctions", 20), ("NumberOfNames", 24),
+                 ("AddressOfFunctions", 28), ("AddressOfNames", 32),
+                 ("AddressOfNameOrdinals", 36))]
+    imp = offset(import_rva) if import_rva else None
+    for j in range(8):
+        if imp is None or imp + 20 * (j + 1) > len(data):
+            break
+        out += [Field(f"import[{j}].{n}", imp + 20 * j + o, 4) for n, o in
+                (("OriginalFirstThunk", 0), ("Name", 12), ("FirstThunk", 16))]
+    return tuple(out)
+
+
+def load_sample(name: str, path: Path) -> Sample:
+    data = path.read_bytes()
+    fields = elf_fields(data) or pe_fields(data)
+    return Sample(name=name, data=data, fields=fields, suffix=path.suffix or ".bin")
+
+
+# -- mutations -----------------------------------------------------------------------------
+
+
+def _position(rng: random.Random, s: Sample) -> int:
+    """Mostly near structure (headers, tables) where a flip changes the parse."""
+    r = rng.random()
+    if r < 0.35:
+        return rng.randrange(min(len(s.data), 1024))
+    if r < 0.8 and s.fields:
+        f = rng.choice(s.fields)
+        return min(f.offset + rng.randrange(f.size), len(s.data) - 1)
+    return rng.randrange(len(s.data))
+
+
+def _bitflip(rng: random.Random, s: Sample, corpus: list[Sample]) -> tuple[bytes, str]:
+    data = bytearray(s.data)
+    flips = []
+    for _ in range(rng.choice((1, 1, 1, 2, 3, 8))):
+        pos, bit = _position(rng, s), rng.randrange(8)
+        data[pos] ^= 1 << bit
+        flips.append(f"0x{pos:x}.{bit}")
+    return bytes(data), "flip " + ",".join(flips)
+
+
+def _byteset(rng: random.Random, s: Sample, corpus: list[Sample]) -> tuple[bytes, str]:
+    data = bytearray(s.data)
+    if rng.random() < 0.3:  # a run of bytes: wipes a whole record or string
+        pos = _position(rng, s)
+        n = min(rng.choice((4, 8, 16, 64, 256)), len(data) - pos)
+        value = rng.choice((0x00, 0xFF, 0x41))
+        data[pos:pos + n] = bytes([value]) * n
+        return bytes(data), f"set 0x{pos:x}+{n} to 0x{value:02x}"
+    sets = []
+    for _ in range(rng.choice((1, 2, 4))):
+        pos = _position(rng, s)
+        value = rng.choice((0x00, 0xFF, 0x7F, 0x80, rng.randrange(256)))
+        data[pos] = value
+        sets.append(f"0x{pos:x}=0x{value:02x}")
+    return bytes(data), "set " + ",".join(sets)
+
+
+def _truncate(rng: random.Random, s: Sample, corpus: list[Sample]) -> tuple[bytes, str]:
+    r = rng.random()
+    if r < 0.4 and s.fields:
+        f = rng.choice(s.fields)
+        length = f.offset + rng.randrange(-2, f.size + 2)
+    elif r < 0.6:
+        length = rng.randrange(min(len(s.data), 4096))
+    else:
+        length = rng.randrange(len(s.data))
+    length = max(0, min(length, len(s.data) - 1))
+    return s.data[:length], f"truncate to {length} of {len(s.data)}"
+
+
+def _splice(rng: random.Random, s: Sample, corpus: list[Sample]) -> tuple[bytes, str]:
+    other = rng.choice(corpus)
+    cut = _position(rng, s)
+    if rng.random() < 0.5 or cut >= len(other.data):
+        cut2 = rng.randrange(len(other.data))
+    else:
+        cut2 = cut  # same offset: the file keeps its layout but changes content
+    return s.data[:cut] + other.data[cut2:], f"splice 0x{cut:x} + {other.name}[0x{cut2:x}:]"
+
+
+def _field(rng: random.Random, s: Sample, corpus: list[Sample]) -> tuple[bytes, str]:
+    if not s.fields:
+        return _bitflip(rng, s, corpus)
+    data = bytearray(s.data)
+    changes = []
+    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        f = rng.choice(s.fields)
+        old = _get(s.data, f)
+        r = rng.random()
+        if r < 0.5:
+            value = rng.choice(INTERESTING)
+        elif r < 0.65:
+            value = len(s.data) + rng.randrange(-16, 17)
+        elif r < 0.85:
+            value = old + rng.randrange(-16, 17)
+        elif r < 0.92:
+            value = old * 2
+        else:
+            value = rng.getrandbits(8 * f.size)
+        value &= (1 << (8 * f.size)) - 1
+        struct.pack_into(f.endian + _U[f.size], data, f.offset, value)
+        changes.append(f"{f.name}=0x{value:x} (was 0x{old:x})")
+    return bytes(data), "field " + ", ".join(changes)
+
+
+_MUTATORS: dict[str, Callable[[random.Random, Sample, list[Sample]], tuple[bytes, str]]] = {
+    "bitflip": _bitflip, "byteset": _byteset, "truncate": _truncate, "splice": _splice,
+    "field": _field,
+}
+
+
+def make_mutant(corpus: list[Sample], seed: int, index: int) -> Mutant:
+    """Mutant ``index`` of ``seed``: deterministic for the same corpus."""
+    rng = random.Random(f"relib-pure-fuzz/{seed}/{index}")
+    sample = corpus[rng.randrange(len(corpus))]
+    kind = rng.choices([k for k, _ in KINDS], weights=[w for _, w in KINDS])[0]
+    data, description = _MUTATORS[kind](rng, sample, corpus)
+    return Mutant(index=index, base=sample.name, kind=kind, description=description, data=data,
+                  suffix=sample.suffix)
+
+
+# -- running one mutant --------------------------------------------------------------------
+
+
+def _load_target(spec: str) -> Callable[[str], Any]:
+    module, _, name = spec.partition(":")
+    func = getattr(importlib.import_module(module), name)
+    if not callable(func):
+        raise SystemExit(f"target {spec} is not callable")
+    return func  # type: ignore[no-any-return]
+
+
+def _load_check() -> Callable[[Any], Any] | None:
+    """``relib_pure.check`` with its default policy, when the compat layer exists."""
+    try:
+        compat = importlib.import_module("relib_pure.compat")
+    except ImportError:
+        return None
+    check = getattr(compat, "check", None)
+    if check is None:
+        return None
+    params = list(pyinspect.signature(check).parameters.values())
+    needs_policy = len(params) > 1 and params[1].default is pyinspect.Parameter.empty
+    policy_cls = getattr(compat, "Policy", None)
+    if needs_policy and policy_cls is not None:
+        return lambda info: check(info, policy_cls())
+    return lambda info: check(info)
+
+
+def run_one(target: Callable[[str], Any], check: Callable[[Any], Any] | None,
+            path: str) -> tuple[str, str, str | None]:
+    """(outcome, detail, error code) of inspecting (and checking) ``path``."""
+    from relib_pure.errors import InspectionError, RelibError
+
+    try:
+        info = target(path)
+    except InspectionError as e:
+        if e.path != path:
+            return "crash", f"InspectionError without the file's path: {e}", e.code
+        return "typed", e.message, e.code
+    except Exception as e:  # noqa: BLE001 - anything else is the finding
+        return "crash", _describe(e), getattr(e, "code", None)
+    if check is None:
+        return "ok", "", None
+    try:
+        check(info)
+    except RelibError as e:
+        return "typed", f"check: {e.message}", e.code
+    except Exception as e:  # noqa: BLE001
+        return "crash", "check: " + _describe(e), None
+    return "ok", "", None
+
+
+def _describe(e: BaseException) -> str:
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"{type(e).__name__}: {e}{where}"[:500]
+
+
+def build_corpus(names: list[str] | None) -> tuple[list[Sample], dict[str, str]]:
+    """Build the fixtures (cached) and load them, sorted by name."""
+    import build_fixtures
+
+    chosen = sorted(names) if names else sorted(build_fixtures.variants())
+    samples: list[Sample] = []
+    missing: dict[str, str] = {}
+    for name in chosen:
+        try:
+            samples.append(load_sample(name, build_fixtures.build(name)))
+        except build_fixtures.FixtureUnavailable as e:
+            missing[name] = str(e)
+    return samples, missing
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    """Serve mutant indexes from stdin, one JSON result line each on stdout."""
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_LIMIT, WORKER_MEMORY_LIMIT))
+    except (ValueError, OSError):
+        pass
+    logging.disable(logging.CRITICAL)  # readers may log warnings on hostile input
+    corpus, _ = build_corpus(args.fixtures)
+    target = _load_target(args.target)
+    check = None if args.no_check else _load_check()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    with tempfile.TemporaryDirectory(prefix="relib-fuzz-") as tmp:
+        for line in sys.stdin:
+            index = int(line)
+            mutant = make_mutant(corpus, args.seed, index)
+            path = os.path.join(tmp, f"mutant{mutant.suffix}")
+            with open(path, "wb") as f:
+                f.write(mutant.data)
+            outcome, detail, code = run_one(target, check, path)
+            sys.stdout.write(json.dumps({"index": index, "outcome": outcome, "detail": detail,
+                                         "code": code, "base": mutant.base,
+                                         "description": mutant.description}) + "\n")
+            sys.stdout.flush()
+    return 0
+
+
+# -- the driver ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    proc: subprocess.Popen[str]
+    index: int | None = None
+    deadline: float = 0.0
+
+
+@dataclass
+class Summary:
+    results: list[Result] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Result]:
+        return [r for r in self.results if r.outcome in ("crash", "hang")]
+
+
+def _spawn(args: argparse.Namespace) -> _Worker:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--seed", str(args.seed),
+           "--target", args.target, "--fixtures", ",".join(args.fixtures)]
+    if args.no_check:
+        cmd.append("--no-check")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            bufsize=1, env=env)
+    worker = _Worker(proc)
+    # start-up (imports, fixture cache look-ups) must not count against a mutant
+    ready, _, _ = select.select([proc.stdout], [], [], _STARTUP_LIMIT)
+    line = proc.stdout.readline() if ready and proc.stdout else ""
+    if line != "ready\n":
+        _stop(worker)
+        raise RuntimeError(f"fuzz worker did not start: {line!r}")
+    return worker
+
+
+def _stop(worker: _Worker) -> None:
+    if worker.proc.poll() is None:
+        worker.proc.kill()
+    worker.proc.wait()
+    for stream in (worker.proc.stdin, worker.proc.stdout):
+        if stream is not None:
+            stream.close()
+
+
+def fuzz(args: argparse.Namespace, corpus: list[Sample]) -> Summary:
+    """Run mutants ``start .. start+count`` on ``jobs`` workers; kill and replace
+    a worker whose mutant overruns the time limit or that dies."""
+    summary = Summary()
+    pending = list(range(args.start, args.start + args.count))
+    pending.reverse()
+    workers = [_spawn(args) for _ in range(max(1, args.jobs))]
+    try:
+        while pending or any(w.index is not None for w in workers):
+            now = time.monotonic()
+            for w in workers:
+                if w.index is None and pending:
+                    w.index = pending.pop()
+                    w.deadline = now + args.time_limit
+                    assert w.proc.stdin is not None
+                    try:
+                        w.proc.stdin.write(f"{w.index}\n")
+                        w.proc.stdin.flush()
+                    except BrokenPipeError:
+                        pass  # reported as a dead worker below
+            busy = [w for w in workers if w.index is not None]
+            timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+            ready, _, _ = select.select([w.proc.stdout for w in busy], [], [], timeout)
+            for i, w in enumerate(workers):
+                if w.index is None:
+                    continue
+                if w.proc.stdout in ready:
+                    line = w.proc.stdout.readline() if w.proc.stdout else ""
+                    if line:
+                        d = json.loads(line)
+                        summary.results.append(Result(d["index"], d["outcome"], d["detail"],
+                                                      d["base"], d["description"], d["code"]))
+                        w.index = None
+                        w.deadline = 0.0
+                        continue
+                    w.proc.wait()
+                    summary.results.append(Result(
+                        w.index, "crash", f"worker died with status {w.proc.returncode}"))
+                elif time.monotonic() >= w.deadline:
+                    summary.results.append(Result(
+                        w.index, "hang", f"no answer within {args.time_limit:g} s"))
+                else:
+                    continue
+                _stop(w)
+                workers[i] = _spawn(args)
+    finally:
+        for w in workers:
+            _stop(w)
+    _describe_findings(summary, corpus, args.seed)
+    return summary
+
+
+def _describe_findings(summary: Summary, corpus: list[Sample], seed: int) -> None:
+    """Hangs and dead workers carry no description: regenerate it here."""
+    for r in summary.results:
+        if not r.description:
+            m = make_mutant(corpus, seed, r.index)
+            r.base, r.description = m.base, m.description
+
+
+def report(summary: Summary, args: argparse.Namespace, elapsed: float,
+           out: Any = sys.stdout) -> None:
+    outcomes = Counter(r.outcome for r in summary.results)
+    codes = Counter(r.code for r in summary.results if r.outcome == "typed")
+    bases = Counter(r.base for r in summary.results)
+    print(f"fuzz_inspect: seed {args.seed}, mutants {args.start}..{args.start + args.count - 1}"
+          f" over {len(args.fixtures)} fixtures, {elapsed:.1f} s", file=out)
+    print("outcomes: " + ", ".join(f"{k} {outcomes.get(k, 0)}"
+                                   for k in ("ok", "typed", "crash", "hang")), file=out)
+    print("error codes: " + ", ".join(f"{c} {n}" for c, n in codes.most_common()), file=out)
+    print("fixtures: " + ", ".join(f"{b} {n}" for b, n in sorted(bases.items())), file=out)
+    for r in summary.findings:
+        print(f"\n{r.outcome.upper()} mutant {r.index} of {r.base}: {r.description}", file=out)
+        print(f"  {r.detail}", file=out)
+        print(f"  reproduce: python3 tools/fuzz_inspect.py --seed {args.seed} --replay {r.index}"
+              f" --fixtures {','.join(args.fixtures)} --save /tmp/mutant{r.index}", file=out)
+
+
+def replay(args: argparse.Namespace, corpus: list[Sample]) -> int:
+    """Rebuild one mutant, optionally save it, and run it here, in this process."""
+    mutant = make_mutant(corpus, args.seed, args.replay)
+    print(f"mutant {mutant.index} of {mutant.base}: {mutant.description}")
+    with tempfile.TemporaryDirectory(prefix="relib-fuzz-") as tmp:
+        path = args.save or os.path.join(tmp, f"mutant{mutant.suffix}")
+        with open(path, "wb") as f:
+            f.write(mutant.data)
+        if args.save:
+            print(f"saved {len(mutant.data)} bytes to {path}")
+        check = None if args.no_check else _load_check()
+        outcome, detail, code = run_one(_load_target(args.target), check, path)
+    print(f"{outcome}: {detail}" + (f" [{code}]" if code else ""))
+    return 1 if outcome in ("crash", "hang") else 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=500, help="number of mutants (default 500)")
+    ap.add_argument("--seed", type=int, default=1, help="seed (default 1)")
+    ap.add_argument("--start", type=int, default=0, help="first mutant index (default 0)")
+    ap.add_argument("--time-limit", type=float, default=10.0,
+                    help="seconds one mutant may take before it counts as a hang (default 10)")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    ap.add_argument("--fixtures", type=lambda s: [n for n in s.split(",") if n], default=None,
+                    help="comma-separated fixture names (default: every buildable fixture)")
+    ap.add_argument("--target", default=DEFAULT_TARGET,
+                    help=f"MODULE:FUNCTION called with the mutant's path (default "
+                         f"{DEFAULT_TARGET})")
+    ap.add_argument("--no-check", action="store_true",
+                    help="do not run relib_pure.check on mutants that inspect")
+    ap.add_argument("--replay", type=int, metavar="INDEX",
+                    help="rebuild mutant INDEX, run it in this process and report")
+    ap.add_argument("--save", metavar="PATH", help="with --replay: write the mutant there")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.count < 0 or args.time_limit <= 0 or args.jobs < 1:
+        ap.error("--count must be >= 0, --time-limit > 0, --jobs >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return worker_main(args)
+    corpus, missing = build_corpus(args.fixtures)
+    for name, why in missing.items():
+        print(f"fuzz_inspect: skipping {name}: {why}", file=sys.stderr)
+    if not corpus:
+        print("fuzz_inspect: no fixture could be built", file=sys.stderr)
+        return 2
+    args.fixtures = [s.name for s in corpus]
+    if args.replay is not None:
+        return replay(args, corpus)
+    started = time.monotonic()
+    summary = fuzz(args, corpus)
+    report(summary, args, time.monotonic() - started)
+    return 1 if summary.findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
