@@ -488,3 +488,13 @@ def test_policy_is_frozen_and_replace_works() -> None:
     q = p.replace(unloading=False).relaxed("resolve", skip=("hazard",))
     assert q.unloading is False and "resolve" in q.downgrade and not q.runs("hazard")
     assert p.unloading is True and p.runs("hazard")
+
+
+def test_pe_dll_is_refused_on_linux(native) -> None:
+    path = native("pe_dll")
+    report = check(path, Policy(host=X86))
+    assert "arch.format" in report.codes("error")
+    assert report.by_code("resolve.skipped")[0].details["format"] == "pe"
+    windows = HostPlatform("x86_64", 64, "little", "windows")
+    on_windows = check(path, Policy(host=windows, resolve=False))
+    assert not on_windows.codes() & {"arch.format", "arch.machine", "arch.bits", "arch.os"}

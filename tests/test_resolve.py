@@ -352,6 +352,25 @@ def test_system_dependencies_agree_with_ldd(native, name: str) -> None:
     assert report.codes() & {"resolve.ok"}, report.findings
 
 
+@needs_ldd
+@pytest.mark.parametrize("soname", ["libstdc++.so.6", "libz.so.1", "libssl.so.3", "libcurl.so.4",
+                                    "libxml2.so.2", "libsystemd.so.0"])
+def test_system_libraries_agree_with_ldd(soname: str) -> None:
+    """Whole closures of installed libraries (found through ld.so.cache) match the loader."""
+    cache = ldcache.load_cache()
+    path = cache.lookup(soname, ldcache.abi_flags("x86_64", 64)) if cache else None
+    if path is None:
+        pytest.skip(f"{soname} is not installed")
+    found, undefined, versions = ours(Path(path))
+    their_found, their_undefined, their_versions = ldd(Path(path), relocations=True)
+    their_found.pop("linux-vdso.so.1", None)
+    for interp in [k for k in their_found if k.startswith("/")]:
+        their_found.pop(interp)
+        found.pop(os.path.basename(interp), None)
+    assert found == their_found and len(found) >= 1
+    assert (undefined, versions) == (their_undefined, their_versions) == ([], [])
+
+
 # -- loaded objects and caching ----------------------------------------------------------------
 
 def test_loaded_objects_are_matched_by_soname(native, tmp_path: Path) -> None:

@@ -60,6 +60,7 @@ def inspect_cached(path: str) -> LibraryInfo:
 def clear_cache() -> None:
     """Forget every inspected dependency."""
     _INSPECTED.clear()
+    _INDEXES.clear()
 
 
 @dataclass(frozen=True)
@@ -245,10 +246,21 @@ def _check_versions(nodes: list[_Node]) -> list[VersionProblem]:
     return problems
 
 
+_INDEXES: dict[int, tuple[LibraryInfo, dict[str, list[Symbol]]]] = {}
+
+
 def _index(info: LibraryInfo) -> dict[str, list[Symbol]]:
+    """Exports by name; kept for the cached dependencies (libc has thousands)."""
+    hit = _INDEXES.get(id(info))
+    if hit is not None and hit[0] is info:
+        return hit[1]
     out: dict[str, list[Symbol]] = {}
     for s in info.exports:
         out.setdefault(s.name, []).append(s)
+    if len(_INDEXES) >= _INSPECTED_MAX:
+        _INDEXES.pop(next(iter(_INDEXES)))
+    # holding ``info`` keeps its id from being reused by another object
+    _INDEXES[id(info)] = (info, out)
     return out
 
 

@@ -298,25 +298,31 @@ def _in_system_dir(path: str, config: LoaderConfig) -> bool:
     return any(parent == d or parent.startswith(d + "/glibc-hwcaps/") for d in config.system_dirs)
 
 
+# address perms offset dev inode path: file-backed mappings (inode != 0)
+_MAPPED_FILE = re.compile(r"^\S+ \S+ \S+ \S+ [1-9]\d* +(/.*)$", re.M)
+_LOADED_MEMO: dict[frozenset[str], dict[str, str]] = {}
+
+
 def loaded_objects() -> dict[str, str]:
     """SONAME -> path of the shared objects mapped in this process (``/proc/self/maps``)."""
-    out: dict[str, str] = {}
     try:
         with open("/proc/self/maps", "rb") as f:
             text = f.read().decode(errors="replace")
     except OSError:
-        return out
-    paths = []
-    for line in text.splitlines():
-        parts = line.split(None, 5)
-        if len(parts) == 6 and parts[5].startswith("/") and ".so" in parts[5]:
-            paths.append(parts[5].strip())
-    for path in dict.fromkeys(paths):
-        if not os.path.isfile(path):
+        return {}
+    paths = frozenset(p for p in _MAPPED_FILE.findall(text) if ".so" in os.path.basename(p))
+    memo = _LOADED_MEMO.get(paths)
+    if memo is not None:
+        return memo
+    out: dict[str, str] = {}
+    for path in sorted(paths):
+        if path.endswith(" (deleted)") or not os.path.isfile(path):
             continue
         # glibc matches a request against each object's SONAME (and the
         # names it was requested by, which for NEEDED entries is the SONAME).
         soname = elfhead.read_soname(path)
         if soname is not None:
             out.setdefault(soname, path)
+    _LOADED_MEMO.clear()
+    _LOADED_MEMO[paths] = out
     return out
