@@ -316,3 +316,92 @@ def test_report_to_dict_shape(native) -> None:
     assert data["unloaded"] is True and data["clean"] is True
     assert set(data["leaks"]) == {"threads", "fds", "mappings"}
     assert {"dlopen", "dlclose", "verify"} <= set(data["timings_us"])
+
+
+def test_calls_racing_an_unload_either_run_or_raise(rt_copy: Path) -> None:
+    module = load(rt_copy)
+    add = module.function("rt_add", ctypes.c_int, (ctypes.c_int, ctypes.c_int))
+    outcomes: list[str] = []
+    unexpected: list[BaseException] = []
+    started = threading.Barrier(5)
+
+    def caller() -> None:
+        started.wait()
+        while True:
+            try:
+                assert add(20, 22) == 42
+                outcomes.append("ran")
+            except ModuleUnloaded:
+                outcomes.append("refused")
+                return
+            except BaseException as e:
+                unexpected.append(e)
+                return
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    started.wait()
+    report = module.unload()
+    for t in threads:
+        t.join()
+    assert unexpected == []
+    assert report.unloaded and outcomes.count("refused") == 4
+    assert not mapped(rt_copy)
+
+
+def test_retry_unload_after_the_pinning_thread_exits(native, tmp_path: Path) -> None:
+    """owner='caller' on a worker thread that touches Rust thread-locals: while the
+    worker lives glibc keeps the library (StillMapped, cause tls-destructors);
+    once it has exited, retry_unload() finishes the job."""
+    lib = tmp_path / "librust_tls_copy.so"
+    shutil.copy(native("rust_tls"), lib)
+    box: dict[str, object] = {}
+    done = threading.Event()
+
+    def worker() -> None:
+        module = load(lib, owner="caller")
+        box["module"] = module
+        module.function("rust_tls_touch", ctypes.c_size_t, (ctypes.c_uint8,))(3)
+        try:
+            module.unload()
+        except relib_pure.StillMapped as e:
+            box["error"] = e
+        done.set()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    assert done.wait(30)
+    err = box["error"]
+    assert isinstance(err, relib_pure.StillMapped)
+    assert err.report.cause_codes == ("tls-destructors",) and not err.report.unloaded
+    assert mapped(lib)
+    t.join()
+    assert procfs.wait_task_gone(t.native_id, 10)
+    module = box["module"]
+    assert isinstance(module, Module)
+    report = module.retry_unload()
+    assert report.unloaded and report.retried
+    assert not mapped(lib)
+    with pytest.raises(ModuleUnloaded):
+        module.retry_unload()
+
+
+def test_forked_child_cannot_use_owner_thread_modules(rt_copy: Path) -> None:
+    module = load(rt_copy)
+    tag = module.function("rt_tag")
+    assert tag() == 1
+    pid = os.fork()
+    if pid == 0:  # child: the owner thread did not survive the fork
+        code = 3
+        try:
+            tag()
+        except ModuleUnloaded:
+            code = 0
+        except BaseException:
+            code = 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert tag() == 1  # the parent is untouched
+    assert module.unload().clean

@@ -41,5 +41,6 @@ def test_bench_cycle_runs_and_prints_ratios(native) -> None:
     for row in rows:
         c_us, py_us, ratio = float(row[1]), float(row[3]), float(row[4].rstrip("x"))
         assert c_us > 0 and py_us > 0
-        assert abs(ratio - py_us / c_us) < 0.1
+        # the printed figures are rounded to 0.1
+        assert abs(ratio - py_us / c_us) <= 0.01 * ratio + 0.06
     assert "owner=thread" in proc.stdout and "bare ctypes" in proc.stdout

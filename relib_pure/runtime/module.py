@@ -304,6 +304,34 @@ class Module:
                 _live.pop(id(self), None)
             return report
 
+    def retry_unload(self) -> UnloadReport:
+        """Finish an unload that raised :class:`~relib_pure.errors.StillMapped`.
+
+        Once whatever pinned the library is gone (typically: threads that
+        touched its thread-locals have exited, so glibc's TLS-destructor count
+        dropped to zero), one more ``dlopen(RTLD_NOLOAD)`` + ``dlclose`` lets
+        glibc unmap it. Returns the new report (``retried`` set) or raises
+        ``StillMapped`` again. On a loaded module it is :meth:`unload`. Any
+        thread may call it: nothing runs on the owner thread any more.
+        """
+        with self._unload_lock:
+            if self._loaded:
+                pass
+            elif self.report is None or self.report.unloaded:
+                raise ModuleUnloaded("the module is not loaded", path=self.path)
+            else:
+                report = _with_timings(self._verify(owner_gone=True), self._timings)
+                self.report = report
+                if not report.unloaded:
+                    raise StillMapped("the library is still mapped: "
+                                      + ", ".join(report.cause_codes), path=self.path,
+                                      report=report)
+                with _registry_lock:
+                    if self in _leaked:
+                        _leaked.remove(self)
+                return report
+        return self.unload()
+
     def _close_protocol(self) -> None:
         """Owner thread: the driver's unload steps, then the native-thread check."""
         try:
@@ -402,6 +430,38 @@ class Module:
         return tuple(causes)
 
 
+def _refuse_if_live(validated: Validated) -> None:
+    key = (validated.file.dev, validated.file.inode)
+    with _registry_lock:
+        for m in _live.values():
+            v = m.validated
+            if (v.file.dev, v.file.inode) == key or v.real_path == validated.real_path:
+                raise AlreadyLoaded("the library (path or inode) is already loaded by this host",
+                                    path=validated.path)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has only the forking thread: owner threads did not come along.
+
+    Their modules cannot run anything any more, so they are marked unusable
+    (calls raise ModuleUnloaded) and left mapped; locks another thread held at
+    the fork are replaced.
+    """
+    global _load_lock, _registry_lock
+    _load_lock = threading.Lock()
+    _registry_lock = threading.Lock()
+    for key, m in list(_live.items()):
+        if m._owner is not None:
+            m._loaded = False
+            m._owner = None
+            m._unload_lock = threading.Lock()
+            del _live[key]
+            _leaked.append(m)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _other_files(module: Module) -> frozenset[tuple[int, int]]:
     with _registry_lock:
         others = [m for m in _live.values() if m is not module] + _leaked
@@ -428,6 +488,9 @@ def load_validated(validated: Validated, *, owner: OwnerMode = "thread", lazy: b
              | (dl.RTLD_DEEPBIND if deepbind else 0) | drv.extra_dlopen_flags)
     module = Module(validated, drv, owner, flags)
     with _load_lock:
+        # the cheap refusal first (no maps read, no owner thread): this is what
+        # the losers of a race to load one file hit
+        _refuse_if_live(validated)
         module._start()
     logger.debug("%s: loaded (driver %s, owner %s)", module.path, drv.name, owner)
     return module
