@@ -33,7 +33,7 @@ import ctypes
 import inspect as _pyinspect
 import os
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,8 +216,3 @@ def _from_callable(name: str, fn: Callable[..., Any], trait: str | None) -> Func
     if restype is type(None):
         restype = None
     return Function(name, restype, tuple(argtypes), trait)
-
-
-def functions(items: Iterable[Function]) -> dict[str, Function]:
-    """Index declarations by symbol."""
-    return {f.symbol: f for f in items}

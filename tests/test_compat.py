@@ -498,3 +498,12 @@ def test_pe_dll_is_refused_on_linux(native) -> None:
     windows = HostPlatform("x86_64", 64, "little", "windows")
     on_windows = check(path, Policy(host=windows, resolve=False))
     assert not on_windows.codes() & {"arch.format", "arch.machine", "arch.bits", "arch.os"}
+
+
+def test_top_level_names() -> None:
+    import relib_pure
+    from relib_pure import compat, interface
+    assert relib_pure.check is compat.check
+    assert relib_pure.Policy is Policy and relib_pure.Expectation is Expectation
+    assert relib_pure.CheckReport is CheckReport and relib_pure.Finding is Finding
+    assert relib_pure.Interface is interface.Interface

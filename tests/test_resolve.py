@@ -414,3 +414,12 @@ def test_find_library_direct_path(native, tmp_path: Path) -> None:
     loc = find_library("$ORIGIN/libcompat_base.so", req)
     assert (loc.path, loc.how) == (str(base), "path")
     assert find_library("$ORIGIN/nothere.so", req).path is None
+
+
+def test_corrupt_cache_is_ignored_like_the_loader_does(tmp_path: Path) -> None:
+    bad = tmp_path / "ld.so.cache"
+    bad.write_bytes(b"glibc-ld.so.cache1.1" + b"\xff" * 40)
+    with pytest.raises(InspectionError):
+        ldcache.parse_cache(bad.read_bytes(), str(bad))
+    assert ldcache.load_cache(str(bad)) is None
+    assert ldcache.load_cache(str(tmp_path / "missing")) is None

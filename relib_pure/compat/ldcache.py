@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from relib_pure.errors import InspectionError
@@ -175,7 +175,8 @@ def parse_cache(data: bytes, path: str = DEFAULT_CACHE_PATH) -> LdCache:
     return LdCache(entries, path)
 
 
-def _hwcaps_subdirs(data: bytes, start: int, ext_offset: int, string: object) -> list[str]:
+def _hwcaps_subdirs(data: bytes, start: int, ext_offset: int,
+                    string: Callable[[int], str]) -> list[str]:
     """Names of the glibc-hwcaps subdirectories in the cache extension, if any."""
     if not ext_offset:
         return []
@@ -195,7 +196,7 @@ def _hwcaps_subdirs(data: bytes, start: int, ext_offset: int, string: object) ->
             continue
         for j in range(size // 4):
             (soff,) = struct.unpack_from("<I", data, start + offset + 4 * j)
-            names.append(string(soff))  # type: ignore[operator]
+            names.append(string(soff))
     return names
 
 
@@ -204,7 +205,8 @@ _CACHE: dict[tuple[str, int, int, int], LdCache] = {}
 
 def load_cache(path: str = DEFAULT_CACHE_PATH) -> LdCache | None:
     """The parsed cache at ``path`` (re-read only when the file changes), or
-    ``None`` when there is no cache file (e.g. a minimal container)."""
+    ``None`` when there is no usable cache file (missing, as in a minimal
+    container, or corrupt: the loader then ignores it too)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -221,7 +223,13 @@ def load_cache(path: str = DEFAULT_CACHE_PATH) -> LdCache | None:
         except OSError as e:
             logger.warning("cannot read %s: %s", path, e)
             return None
-        cached = parse_cache(data, path)
+        try:
+            cached = parse_cache(data, path)
+        except InspectionError as e:
+            # glibc ignores a cache it cannot validate and falls back to the
+            # default directories; so does the search here.
+            logger.warning("ignoring %s", e)
+            return None
         _CACHE.clear()
         _CACHE[key] = cached
     return cached
