@@ -1,0 +1,868 @@
+"""The relib fixture module (fixtures/relib/) behaves as shared/relib-abi.md says.
+
+These tests use no relib_pure code (the host is written against the same fixture at
+the same time). They check:
+
+* the dynamic symbol set of every variant against the notes' tables (§0, §1), with
+  ``readelf``;
+* the compilation info, decoded from the file by a small standalone ELF reader
+  (RELA with a zero field, bfd with the addend in place, RELR) and cross-checked
+  against ``readelf -r``;
+* the module's behaviour, driven by a minimal ctypes host (this file run as a script
+  in a child process, since several scenarios abort by design).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# ---------------------------------------------------------------------------------------
+# Expected interface per generation, written down from the notes (not from relib_pure).
+
+GENS = ["0_1_8", "0_2", "0_2_3", "0_3", "0_4_0", "0_4_1", "0_7"]
+RELIB_VERSION = {"0_1_8": "0.1.8", "0_2": "0.2.0", "0_2_3": "0.2.3", "0_3": "0.3.0",
+                 "0_4_0": "0.4.0", "0_4_1": "0.4.1", "0_7": "0.7.0"}
+EXPORT_CONV = {g: ("A" if g in ("0_1_8", "0_2", "0_2_3") else "B") for g in GENS}
+IMPORT_CONV = {g: {"0_1_8": "plain", "0_2": "plain", "0_2_3": "A"}.get(g, "B") for g in GENS}
+
+IEXP = "__relib_____Internal___Exports____"
+IIMP = "__relib_____Internal___Imports____"
+
+
+def internal_exports(gen: str) -> set[str]:
+    names = {"init", "exit", "take_cached_allocs_before_exit", "lock_module_allocator",
+             "spawned_threads_count", "run_thread_local_dtors"}
+    if gen == "0_4_0":
+        names.add("unmap_all_mmaps")
+    if gen in ("0_4_1", "0_7"):
+        names.add("misc_cleanup")
+    if gen in ("0_4_0", "0_4_1", "0_7"):
+        names.add("set_dealloc_callback")
+    return {IEXP + n for n in names}
+
+
+def internal_imports(gen: str) -> set[str]:
+    names = {"on_alloc", "on_cached_allocs", "unrecoverable"}
+    if gen in ("0_1_8", "0_2", "0_2_3", "0_3"):
+        names.add("eprintln")
+    if gen == "0_7":
+        names.add("is_ptr_allocated")
+    return {IIMP + n for n in names}
+
+
+def hooks(gen: str) -> set[str]:
+    names = {"__cxa_thread_atexit_impl", "pthread_create"}
+    if gen in ("0_4_0", "0_4_1", "0_7"):
+        names |= {"mmap64", "munmap"}
+    if gen in ("0_4_1", "0_7"):
+        names |= {"pthread_key_create", "pthread_key_delete"}
+    return names
+
+
+EXPORTS = ["empty", "primitive", "primitive_ret", "add", "ref_", "ref_owned_ret", "ref_ret",
+           "ref_ret2", "point", "alloc_mem", "leak", "thread_locals", "call_imports",
+           "only_called_once", "panic", "spawn_thread", "join_threads", "counter"]
+BOXED_EXPORTS = ["ref_owned_ret", "ref_ret", "ref_ret2", "point", "alloc_mem"]
+
+
+def public_exports(gen: str) -> set[str]:
+    names = {f"__relib__Exports_{f}" for f in EXPORTS} | {"__relib__main", "__relib__before_unload"}
+    if EXPORT_CONV[gen] == "B":
+        names |= {f"__post__relib__Exports_{f}" for f in BOXED_EXPORTS}
+    return names
+
+
+def public_imports(gen: str) -> set[str]:
+    fns = ["empty", "primitive", "primitive_ret", "ref_", "on_tls_drop", "panic"]
+    boxed = [] if IMPORT_CONV[gen] == "plain" else ["ref_ret", "point"]
+    names = {f"__relib__Imports_{f}" for f in fns + boxed}
+    if IMPORT_CONV[gen] == "B":
+        names |= {f"__post__relib__Imports_{f}" for f in boxed}
+    return names
+
+
+# ---------------------------------------------------------------------------------------
+# readelf views
+
+
+def run_readelf(*args: str) -> str:
+    return subprocess.run(["readelf", *args], capture_output=True, text=True, check=True).stdout
+
+
+def section_names(path: Path) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for m in re.finditer(r"^\s*\[\s*(\d+)\]\s+(\S+)", run_readelf("-S", "-W", str(path)), re.M):
+        names[int(m.group(1))] = m.group(2)
+    return names
+
+
+def defined_dynsyms(path: Path) -> dict[str, tuple[str, str, int, str]]:
+    """name -> (type, binding, size, section) of every defined .dynsym entry."""
+    secs = section_names(path)
+    out: dict[str, tuple[str, str, int, str]] = {}
+    for line in run_readelf("--dyn-syms", "-W", str(path)).splitlines():
+        parts = line.split()
+        if len(parts) < 8 or not parts[0].rstrip(":").isdigit() or parts[6] == "UND":
+            continue
+        size = int(parts[2], 0)
+        name = parts[7].split("@")[0]
+        sec = secs.get(int(parts[6]), parts[6]) if parts[6].isdigit() else parts[6]
+        out[name] = (parts[3], parts[4], size, sec)
+    return out
+
+
+def relib_symbols(syms: dict[str, Any]) -> set[str]:
+    return {n for n in syms if n.startswith(("__relib", "__post__relib"))}
+
+
+BASE = [f"relib_{g}" for g in GENS]
+
+
+@pytest.mark.parametrize("gen", GENS)
+def test_symbol_set_of_each_generation(native: Callable[[str], Path], gen: str) -> None:
+    syms = defined_dynsyms(native(f"relib_{gen}"))
+    relib = relib_symbols(syms)
+    assert {n for n in relib if n.startswith(IEXP)} == internal_exports(gen)
+    assert {n for n in relib if n.startswith(IIMP)} == internal_imports(gen)
+    assert {n for n in relib if n.startswith(("__relib__Exports_", "__post__relib__Exports_"))} | (
+        relib & {"__relib__main", "__relib__before_unload"}) == public_exports(gen)
+    assert {n for n in relib if "__relib__Imports_" in n} == public_imports(gen)
+    # nothing relib-looking beyond the tables (e.g. no __post__relib__main for a unit main)
+    assert relib == (internal_exports(gen) | internal_imports(gen) | public_exports(gen)
+                     | public_imports(gen))
+    assert {h for h in ("__cxa_thread_atexit_impl", "pthread_create", "mmap64", "munmap",
+                        "pthread_key_create", "pthread_key_delete") if h in syms} == hooks(gen)
+
+
+@pytest.mark.parametrize("gen", GENS)
+def test_symbol_kinds_and_sections(native: Callable[[str], Path], gen: str) -> None:
+    syms = defined_dynsyms(native(f"relib_{gen}"))
+    assert syms["__RELIB__CRATE_COMPILATION_INFO__"] == ("OBJECT", "GLOBAL", 16, ".data.rel.ro")
+    for name in internal_exports(gen) | public_exports(gen) | hooks(gen):
+        assert syms[name][:2] == ("FUNC", "GLOBAL") and syms[name][3] == ".text", name
+    for name in internal_imports(gen) | public_imports(gen):
+        assert syms[name] == ("OBJECT", "GLOBAL", 8, ".data"), name
+
+
+@pytest.mark.parametrize("name", ["relib_0_2_nounload", "relib_0_7_nounload"])
+def test_nounload_variants_have_no_internals(native: Callable[[str], Path], name: str) -> None:
+    gen = "0_2" if "0_2" in name else "0_7"
+    syms = defined_dynsyms(native(name))
+    relib = relib_symbols(syms)
+    assert not {n for n in relib if n.startswith(("__relib_____Internal",))}
+    assert not hooks(gen) & set(syms)
+    assert relib == public_exports(gen) | public_imports(gen)
+    # no tracker: the module's allocator is std's System, nothing calls on_alloc
+    assert "__rust_alloc" not in syms
+
+
+@pytest.mark.parametrize("name, boxed_main", [
+    ("relib_0_7_ret_heap_main", True), ("relib_0_7_ret_primitive_main", False),
+    ("relib_0_7_panic_main", False), ("relib_0_1_8_panic_main", False),
+    ("relib_0_7_code_change_a", False),
+])
+def test_post_main_exists_only_for_boxed_main(native: Callable[[str], Path], name: str,
+                                               boxed_main: bool) -> None:
+    syms = defined_dynsyms(native(name))
+    assert "__relib__main" in syms
+    assert ("__post__relib__main" in syms) is boxed_main
+    assert "__post__relib__before_unload" not in syms
+
+
+# ---------------------------------------------------------------------------------------
+# Compilation info, read statically with a standalone reader (§2.3)
+
+
+class ElfView:
+    """Just enough ELF64 little-endian parsing to follow §2.3 by hand."""
+
+    def __init__(self, data: bytes) -> None:
+        assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1
+        self.data = data
+        (self.phoff, self.shoff) = struct.unpack_from("<QQ", data, 0x20)
+        (self.phentsize, self.phnum, self.shentsize, self.shnum, self.shstrndx) = \
+            struct.unpack_from("<HHHHH", data, 0x36)
+        self.sections = [struct.unpack_from("<IIQQQQIIQQ", data, self.shoff + i * self.shentsize)
+                         for i in range(self.shnum)]
+        self.loads = []
+        for i in range(self.phnum):
+            p_type, _flags, off, vaddr, _pa, filesz, _memsz, _al = struct.unpack_from(
+                "<IIQQQQQQ", data, self.phoff + i * self.phentsize)
+            if p_type == 1:
+                self.loads.append((vaddr, off, filesz))
+
+    def section_of_type(self, sh_type: int) -> tuple | None:
+        return next((s for s in self.sections if s[1] == sh_type), None)
+
+    def file_offset(self, vaddr: int) -> int:
+        for start, off, size in self.loads:
+            if start <= vaddr < start + size:
+                return vaddr - start + off
+        raise AssertionError(f"vaddr {vaddr:#x} is in no PT_LOAD file range")
+
+    def dynsym(self, wanted: str) -> tuple[int, int, int]:
+        """(st_value, st_size, st_info) of a .dynsym entry."""
+        dynsym = self.section_of_type(11)
+        assert dynsym is not None
+        strtab = self.sections[dynsym[6]]
+        for i in range(dynsym[5] // 24):
+            st_name, st_info, _o, _shn, value, size = struct.unpack_from(
+                "<IBBHQQ", self.data, dynsym[4] + i * 24)
+            start = strtab[4] + st_name
+            name = self.data[start:self.data.index(b"\0", start)].decode()
+            if name == wanted:
+                return value, size, st_info
+        raise AssertionError(f"{wanted} not in .dynsym")
+
+    def rela_addend(self, where: int) -> int | None:
+        for s in self.sections:
+            if s[1] != 4:  # SHT_RELA
+                continue
+            for i in range(s[5] // 24):
+                r_offset, r_info, r_addend = struct.unpack_from("<QQq", self.data, s[4] + i * 24)
+                if r_offset == where:
+                    assert r_info & 0xFFFFFFFF == 8, "expected R_X86_64_RELATIVE"
+                    return r_addend
+        return None
+
+    def relr_covers(self, where: int) -> bool:
+        relr = self.section_of_type(19)  # SHT_RELR
+        if relr is None:
+            return False
+        nxt = 0
+        for (entry,) in struct.iter_unpack("<Q", self.data[relr[4]:relr[4] + relr[5]]):
+            if entry & 1 == 0:
+                if entry == where:
+                    return True
+                nxt = entry + 8
+            else:
+                for bit in range(1, 64):
+                    if entry >> bit & 1 and nxt + 8 * (bit - 1) == where:
+                        return True
+                nxt += 63 * 8
+        return False
+
+    def compilation_info(self) -> tuple[str, dict[str, Any]]:
+        value, size, info = self.dynsym("__RELIB__CRATE_COMPILATION_INFO__")
+        assert size == 16 and info & 0xF == 1 and info >> 4 == 1  # OBJECT, GLOBAL
+        off = self.file_offset(value)
+        in_file, length = struct.unpack_from("<QQ", self.data, off)
+        addend = self.rela_addend(value)
+        how = {"in_file": in_file, "rela_addend": addend, "relr": self.relr_covers(value)}
+        target = addend if addend is not None else in_file
+        start = self.file_offset(target)
+        return self.data[start:start + length].decode(), how
+
+
+@pytest.fixture(scope="module")
+def rustc_fields() -> list[str]:
+    out = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
+    lines = dict(line.split(": ", 1) for line in out.splitlines()[1:] if ": " in line)
+    return [out.splitlines()[0].removeprefix("rustc "), lines["host"], lines["LLVM version"]]
+
+
+@pytest.mark.parametrize("gen", GENS)
+def test_compilation_info_of_each_generation(native: Callable[[str], Path], gen: str,
+                                             rustc_fields: list[str]) -> None:
+    text, how = ElfView(native(f"relib_{gen}").read_bytes()).compilation_info()
+    expected = [*rustc_fields, RELIB_VERSION[gen]] + ([] if gen == "0_1_8" else ["1"])
+    assert text.split("|") == expected
+    # rust-lld: RELA with a zero field
+    assert how["in_file"] == 0 and how["rela_addend"] and not how["relr"]
+
+
+@pytest.mark.parametrize("name, fields", [
+    ("relib_0_2_nounload", ["0.2.0", "0"]), ("relib_0_7_nounload", ["0.7.0", "0"]),
+    ("relib_0_7_threads_check", ["0.7.0", "1"]), ("relib_0_1_8_panic_main", ["0.1.8"]),
+])
+def test_compilation_info_of_variants(native: Callable[[str], Path], name: str,
+                                      fields: list[str], rustc_fields: list[str]) -> None:
+    text, _ = ElfView(native(name).read_bytes()).compilation_info()
+    assert text.split("|") == rustc_fields + fields
+
+
+def test_compilation_info_oldrustc(native: Callable[[str], Path], rustc_fields: list[str]) -> None:
+    text, _ = ElfView(native("relib_0_7_oldrustc").read_bytes()).compilation_info()
+    assert text.split("|") == ["1.80.0 (051478957 2024-07-21)", *rustc_fields[1:], "0.7.0", "1"]
+    assert rustc_fields[0] != "1.80.0 (051478957 2024-07-21)"
+
+
+def readelf_relocation_at(path: Path, vaddr: int) -> tuple[str, str] | None:
+    """(section, type) of the dynamic relocation readelf lists at ``vaddr``."""
+    section = None
+    for line in run_readelf("-r", "-W", str(path)).splitlines():
+        m = re.match(r"Relocation section '([^']+)'", line)
+        if m:
+            section = m.group(1)
+            continue
+        parts = line.split()
+        if section == ".relr.dyn":
+            # readelf lists RELR entries as one address per line (binutils 2.40)
+            for p in parts:
+                if re.fullmatch(r"[0-9a-f]{16}", p) and int(p, 16) == vaddr:
+                    return section, "RELR"
+        elif len(parts) >= 3 and re.fullmatch(r"[0-9a-f]{16}", parts[0]) and int(parts[0], 16) == vaddr:
+            return section, parts[2]
+    return None
+
+
+@pytest.mark.parametrize("name, linker", [
+    ("relib_0_7", "lld"), ("relib_0_7_bfd", "bfd"), ("relib_0_7_relr", "relr"),
+])
+def test_compilation_info_relocation_kinds(native: Callable[[str], Path], name: str, linker: str,
+                                           rustc_fields: list[str]) -> None:
+    path = native(name)
+    view = ElfView(path.read_bytes())
+    text, how = view.compilation_info()
+    assert text == "|".join([*rustc_fields, "0.7.0", "1"])
+    value = view.dynsym("__RELIB__CRATE_COMPILATION_INFO__")[0]
+    found = readelf_relocation_at(path, value)
+    comment = run_readelf("-p", ".comment", str(path))
+    if linker == "lld":
+        assert "Linker: LLD" in comment
+        assert how["in_file"] == 0 and how["rela_addend"] and not how["relr"]
+        assert found == (".rela.dyn", "R_X86_64_RELATIVE")
+    elif linker == "bfd":
+        assert "Linker: LLD" not in comment
+        assert how["in_file"] != 0 and how["in_file"] == how["rela_addend"]
+        assert found == (".rela.dyn", "R_X86_64_RELATIVE")
+    else:
+        assert how["rela_addend"] is None and how["relr"] and how["in_file"] != 0
+        assert found == (".relr.dyn", "RELR")
+
+
+# ---------------------------------------------------------------------------------------
+# A minimal ctypes host (runs in a child process: see ``main`` at the bottom)
+
+
+class RawSlice(ctypes.Structure):
+    _fields_ = [("ptr", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class StableLayout(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_size_t), ("align", ctypes.c_size_t)]
+
+
+class RStr(ctypes.Structure):
+    _fields_ = [("ptr", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class RString(ctypes.Structure):
+    _fields_ = [("ptr", ctypes.c_void_p), ("len", ctypes.c_size_t), ("cap", ctypes.c_size_t)]
+
+
+class Point(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int32), ("y", ctypes.c_int32)]
+
+
+def maps_lines(path: str) -> int:
+    with open("/proc/self/maps") as f:
+        return sum(path in line for line in f)
+
+
+class Driver:
+    """Host side of one module, every call on the thread that created it (§4.1, §4.2)."""
+
+    def __init__(self, path: str, gen: str, unloading: bool = True) -> None:
+        self.path, self.gen, self.unloading = path, gen, unloading
+        self.owner = threading.get_ident()
+        self.store: dict[int, tuple[int, int]] = {}
+        self.store_lock = threading.Lock()
+        self.events: dict[str, Any] = {"on_alloc": [], "batches": [], "eprintln": [],
+                                       "tls_drop_threads": [], "is_ptr_allocated": 0,
+                                       "imports": []}
+        self.keep: list[Any] = []          # callbacks and boxes stay alive while mapped
+        self.boxes: dict[int, Any] = {}
+        libc = ctypes.CDLL(None)
+        self.libc = libc
+        libc.dlopen.restype = ctypes.c_void_p
+        libc.dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        libc.dlclose.argtypes = [ctypes.c_void_p]
+        mode = os.RTLD_NOW | os.RTLD_LOCAL | (os.RTLD_DEEPBIND if unloading else 0)
+        self.handle = libc.dlopen(path.encode(), mode)
+        assert self.handle, "dlopen failed"
+        self.lib = ctypes.CDLL(path, handle=self.handle)
+        info = RawSlice.in_dll(self.lib, "__RELIB__CRATE_COMPILATION_INFO__")
+        self.info = ctypes.string_at(info.ptr, info.len).decode()
+        self.module_id = 1
+        self._wire_imports()
+        if unloading:
+            self._wire_internal()
+            init = getattr(self.lib, IEXP + "init")
+            if gen == "0_7":
+                init.argtypes = [ctypes.c_size_t, ctypes.c_uint64, ctypes.c_bool]
+                init(self.owner, self.module_id, True)
+            else:
+                init.argtypes = [ctypes.c_size_t, ctypes.c_uint64]
+                init(self.owner, self.module_id)
+
+    # ---- slots ----------------------------------------------------------------------
+
+    def _set_slot(self, name: str, cfunc: Any) -> None:
+        self.keep.append(cfunc)
+        ctypes.c_void_p.in_dll(self.lib, name).value = ctypes.cast(cfunc, ctypes.c_void_p).value
+
+    def _wire_internal(self) -> None:
+        v07 = self.gen == "0_7"
+
+        def on_alloc(module: int, ptr: int, layout: StableLayout) -> None:
+            with self.store_lock:
+                self.store[ptr] = (layout.size, layout.align)
+            self.events["on_alloc"].append((module, layout.size, layout.align,
+                                            threading.get_ident() == self.owner))
+
+        def on_cached_allocs(module: int, ops: RawSlice) -> None:
+            raw = ctypes.string_at(ops.ptr, 32 * ops.len) if ops.len else b""
+            with self.store_lock:
+                for tag, ptr, size, align in struct.iter_unpack("<I4xQQQ", raw):
+                    if tag == 0:
+                        self.store[ptr] = (size, align)
+                    else:
+                        self.store.pop(ptr, None)
+            self.events["batches"].append((module, ops.len))
+
+        def unrecoverable(*args: Any) -> None:
+            try:
+                msg = args[-1]
+                text = ctypes.string_at(msg.ptr, msg.len).decode()
+                prefix = f"[module id: {args[0]}]" if v07 else "[module]"
+                sys.stderr.write(f"{prefix} something unrecoverable happened: {text}\naborting\n")
+                sys.stderr.flush()
+            finally:
+                os.abort()
+
+        def eprintln(msg: RawSlice) -> None:
+            text = ctypes.string_at(msg.ptr, msg.len).decode()
+            self.events["eprintln"].append(text)
+            sys.stderr.write(text + "\n")
+
+        def is_ptr_allocated(module: int, ptr: int) -> bool:
+            self.events["is_ptr_allocated"] += 1
+            with self.store_lock:
+                return ptr in self.store
+
+        cf = ctypes.CFUNCTYPE
+        u64, vp = ctypes.c_uint64, ctypes.c_void_p
+        self._set_slot(IIMP + "on_alloc", cf(None, u64, vp, StableLayout)(on_alloc))
+        self._set_slot(IIMP + "on_cached_allocs", cf(None, u64, RawSlice)(on_cached_allocs))
+        if v07:
+            self._set_slot(IIMP + "unrecoverable", cf(None, u64, RawSlice)(unrecoverable))
+            self._set_slot(IIMP + "is_ptr_allocated", cf(ctypes.c_bool, u64, vp)(is_ptr_allocated))
+        else:
+            self._set_slot(IIMP + "unrecoverable", cf(None, RawSlice)(unrecoverable))
+        if self.gen in ("0_1_8", "0_2", "0_2_3", "0_3"):
+            self._set_slot(IIMP + "eprintln", cf(None, RawSlice)(eprintln))
+
+    def _import(self, name: str, restype: Any, argtypes: list[Any], fn: Callable[..., Any],
+                boxed: bool = False) -> None:
+        conv = IMPORT_CONV[self.gen]
+        slot = f"__relib__Imports_{name}"
+        events = self.events["imports"]
+
+        if conv == "plain":
+            def plain(*args: Any) -> Any:
+                events.append(name)
+                return fn(*args)
+            self._set_slot(slot, ctypes.CFUNCTYPE(restype, *argtypes)(plain))
+        elif conv == "A":
+            def conv_a(ret: int, *args: Any) -> bool:
+                events.append(name)
+                try:
+                    value = fn(*args)
+                except Exception:
+                    return False
+                if restype is not None:
+                    ctypes.memmove(ret, ctypes.byref(restype(value) if not isinstance(value, ctypes.Structure)
+                                                     else value), ctypes.sizeof(restype))
+                return True
+            self._set_slot(slot, ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, *argtypes)(conv_a))
+        else:
+            def conv_b(success: Any, *args: Any) -> Any:
+                events.append(name)
+                try:
+                    value = fn(*args)
+                except Exception:
+                    success[0] = False
+                    return 0 if restype is not None else None
+                success[0] = True
+                if boxed:
+                    box = value if isinstance(value, ctypes.Structure) else restype(value)
+                    self.boxes[ctypes.addressof(box)] = box
+                    return ctypes.addressof(box)
+                return value
+
+            def post(ptr: int) -> None:
+                self.boxes.pop(ptr)
+            ret = ctypes.c_void_p if boxed else restype
+            self._set_slot(slot, ctypes.CFUNCTYPE(ret, ctypes.POINTER(ctypes.c_bool), *argtypes)(conv_b))
+            if boxed:
+                self._set_slot(f"__post__relib__Imports_{name}", ctypes.CFUNCTYPE(None, ctypes.c_void_p)(post))
+
+    def _wire_imports(self) -> None:
+        ones = b"1" * 100
+
+        def raise_it() -> None:
+            raise RuntimeError("the host import panics on purpose")
+
+        def check_ref(s: RStr) -> None:
+            assert ctypes.string_at(s.ptr, s.len) == ones
+
+        def tls_drop() -> None:
+            self.events["tls_drop_threads"].append(threading.get_ident() == self.owner)
+
+        self._import("empty", None, [], lambda: None)
+        self._import("primitive", None, [ctypes.c_int32], lambda x: None if x == 2**31 - 1 else raise_it())
+        self._import("primitive_ret", ctypes.c_int32, [ctypes.c_int32], lambda x: x)
+        self._import("ref_", None, [RStr], check_ref)
+        self._import("on_tls_drop", None, [], tls_drop)
+        self._import("panic", None, [], raise_it)
+        if IMPORT_CONV[self.gen] != "plain":
+            self._import("ref_ret", RStr, [RStr], lambda s: RStr(s.ptr + 1, s.len - 1), boxed=True)
+            self._import("point", Point, [ctypes.c_int32, ctypes.c_int32], lambda x, y: Point(x, y),
+                         boxed=True)
+
+    # ---- calls --------------------------------------------------------------------------
+
+    def call(self, symbol: str, restype: Any = None, argtypes: tuple = (), args: tuple = (),
+             boxed: bool = False) -> tuple[bool, Any]:
+        """(ok, value) of a public export; boxed values are copied out, then post is called."""
+        f = getattr(self.lib, symbol)
+        if EXPORT_CONV[self.gen] == "A":
+            f.restype = ctypes.c_bool
+            f.argtypes = [ctypes.c_void_p, *argtypes]
+            out = (restype or ctypes.c_char)()
+            ok = f(ctypes.byref(out), *args)
+            return ok, (copy_out(out) if ok and restype is not None else None)
+        success = ctypes.c_bool(False)
+        f.argtypes = [ctypes.POINTER(ctypes.c_bool), *argtypes]
+        f.restype = ctypes.c_void_p if boxed else restype
+        value = f(ctypes.byref(success), *args)
+        if not success.value:
+            return False, None
+        if boxed:
+            copied = copy_out(restype.from_address(value))
+            post = getattr(self.lib, "__post" + symbol)
+            post.argtypes = [ctypes.c_void_p]
+            post.restype = None
+            post(value)
+            return True, copied
+        return True, value
+
+    def internal(self, name: str, restype: Any = None) -> Any:
+        f = getattr(self.lib, IEXP + name)
+        f.restype = restype
+        f.argtypes = []
+        return f()
+
+    def unload(self, cleanup: bool = True) -> dict[str, Any]:
+        """§4.2 on the owner thread; returns what happened at each step."""
+        assert threading.get_ident() == self.owner
+        report: dict[str, Any] = {}
+        report["before_unload"] = self.call("__relib__before_unload")[0]
+        report["threads"] = self.internal("spawned_threads_count", ctypes.c_uint64)
+        if not report["before_unload"] or report["threads"]:
+            return report
+        self.internal("lock_module_allocator")
+        drops_before = len(self.events["tls_drop_threads"])
+        self.internal("run_thread_local_dtors")
+        report["tls_drops_in_dtors"] = self.events["tls_drop_threads"][drops_before:]
+        report["maps_before_cleanup"] = maps_lines(self.path)
+        if cleanup and self.gen in ("0_4_0", "0_4_1", "0_7"):
+            self.internal("unmap_all_mmaps" if self.gen == "0_4_0" else "misc_cleanup")
+        report["maps_after_cleanup"] = maps_lines(self.path)
+        batches_before = len(self.events["batches"])
+        self.internal("take_cached_allocs_before_exit")
+        report["final_batches"] = len(self.events["batches"]) - batches_before
+        with self.store_lock:
+            live = dict(self.store)
+            self.store.clear()
+        report["live_allocations"] = len(live)
+        report["live_sizes"] = sorted(size for size, _ in live.values())
+        packed = bytearray(24 * len(live))
+        for i, (ptr, (size, align)) in enumerate(live.items()):
+            struct.pack_into("<QQQ", packed, 24 * i, ptr, size, align)
+        buf = (ctypes.c_char * max(len(packed), 1)).from_buffer(packed if packed else bytearray(1))
+        exit_ = getattr(self.lib, IEXP + "exit")
+        exit_.argtypes = [RawSlice]
+        exit_.restype = None
+        exit_(RawSlice(ctypes.addressof(buf), len(live)))
+        del buf
+        report["dlclose"] = self.libc.dlclose(self.handle)
+        report["maps_after_dlclose"] = maps_lines(self.path)
+        return report
+
+
+def copy_out(value: Any) -> Any:
+    if isinstance(value, RVecU8):
+        data = ctypes.string_at(value.ptr, value.len)
+        return [len(data), sorted(set(data))]
+    if isinstance(value, (RString, RStr)):
+        return ctypes.string_at(value.ptr, value.len).decode()
+    if isinstance(value, Point):
+        return [value.x, value.y]
+    return value.value if hasattr(value, "value") else value
+
+
+class RVecU8(RString):
+    pass
+
+
+def scenario_full(path: str, gen: str) -> dict[str, Any]:
+    """Load, main, every export kind, 25,000 leaks (one full batch), TLS, unload."""
+    d = Driver(path, gen)
+    r: dict[str, Any] = {"info": d.info, "on_alloc": list(d.events["on_alloc"])}
+    ones = b"1" * 100
+    s = RStr(ctypes.cast(ctypes.c_char_p(ones), ctypes.c_void_p).value, 100)
+    u64, i32, sz = ctypes.c_uint64, ctypes.c_int32, ctypes.c_size_t
+    r["main"] = d.call("__relib__main")
+    r["empty"] = d.call("__relib__Exports_empty")
+    r["primitive"] = d.call("__relib__Exports_primitive", None, (i32,), (2**31 - 1,))
+    r["primitive_bad"] = d.call("__relib__Exports_primitive", None, (i32,), (5,))
+    r["primitive_ret"] = d.call("__relib__Exports_primitive_ret", i32, (i32,), (-2**31,))
+    r["add"] = d.call("__relib__Exports_add", u64, (u64, u64), (2**64 - 1, 2))
+    r["ref_"] = d.call("__relib__Exports_ref_", None, (RStr,), (s,))
+    r["ref_owned_ret"] = d.call("__relib__Exports_ref_owned_ret", RString, (RStr,), (s,), True)
+    r["ref_ret"] = d.call("__relib__Exports_ref_ret", RStr, (RStr,), (s,), True)
+    r["ref_ret2"] = d.call("__relib__Exports_ref_ret2", RStr, (RStr, RStr),
+                           (RStr(s.ptr, 3), s), True)
+    r["point"] = d.call("__relib__Exports_point", Point, (i32, i32), (7, -8), True)
+    r["alloc_mem"] = d.call("__relib__Exports_alloc_mem", RVecU8, (sz,), (4096,), True)
+    r["call_imports"] = d.call("__relib__Exports_call_imports", ctypes.c_bool)
+    r["imports_called"] = sorted(set(d.events["imports"]))
+    r["once"] = [d.call("__relib__Exports_only_called_once", ctypes.c_bool)[1] for _ in range(2)]
+    r["counter"] = [d.call("__relib__Exports_counter", u64)[1] for _ in range(3)]
+    r["panic"] = d.call("__relib__Exports_panic")
+    r["eprintln"] = list(d.events["eprintln"])
+    d.call("__relib__Exports_thread_locals", None, (sz,), (1 << 20,))
+    r["tls_drops_during_calls"] = len(d.events["tls_drop_threads"])
+    d.call("__relib__Exports_spawn_thread", None, (u64,), (50,))
+    r["threads_running"] = d.internal("spawned_threads_count", ctypes.c_uint64)
+    d.call("__relib__Exports_join_threads")
+    r["threads_after_join"] = d.internal("spawned_threads_count", ctypes.c_uint64)
+    for _ in range(25_000):
+        d.call("__relib__Exports_leak", None, (sz,), (24,))
+    d.call("__relib__Exports_leak", None, (sz,), (3 << 20,))
+    r["batches"] = [n for _, n in d.events["batches"]]
+    r["is_ptr_allocated_calls"] = d.events["is_ptr_allocated"]
+    r["unload"] = d.unload()
+    return r
+
+
+def scenario_main_only(path: str, gen: str, restype: str = "", boxed: bool = False,
+                       cleanup: bool = True) -> dict[str, Any]:
+    d = Driver(path, gen)
+    types = {"": None, "u64": ctypes.c_uint64, "rstring": RString}
+    r: dict[str, Any] = {"main": d.call("__relib__main", types[restype], (), (), boxed)}
+    r["eprintln"] = list(d.events["eprintln"])
+    r["maps_after_main"] = maps_lines(path)
+    r["unload"] = d.unload(cleanup=cleanup)
+    return r
+
+
+def scenario_locked_allocator(path: str, gen: str) -> dict[str, Any]:
+    """A module thread that frees memory after lock_module_allocator must abort (§4.3)."""
+    d = Driver(path, gen)
+    d.call("__relib__Exports_spawn_thread", None, (ctypes.c_uint64,), (300,))
+    d.internal("lock_module_allocator")
+    threading.Event().wait(3)
+    return {"survived": True}
+
+
+def scenario_nounload(path: str, gen: str) -> dict[str, Any]:
+    d = Driver(path, gen, unloading=False)
+    r: dict[str, Any] = {"info": d.info, "main": d.call("__relib__main")}
+    r["add"] = d.call("__relib__Exports_add", ctypes.c_uint64, (ctypes.c_uint64,) * 2, (40, 2))
+    r["call_imports"] = d.call("__relib__Exports_call_imports", ctypes.c_bool)
+    return r
+
+
+SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
+    "full": scenario_full, "main": scenario_main_only, "locked": scenario_locked_allocator,
+    "nounload": scenario_nounload,
+}
+
+
+def main(argv: list[str]) -> int:
+    """``test_relib_fixture.py SCENARIO PATH GEN [JSON kwargs]``: prints one JSON line."""
+    scenario, path, gen = argv[:3]
+    kwargs = json.loads(argv[3]) if len(argv) > 3 else {}
+    result: dict[str, Any] = {}
+
+    def owner() -> None:
+        result.update(SCENARIOS[scenario](path, gen, **kwargs))
+    t = threading.Thread(target=owner, name="module-owner")
+    t.start()
+    t.join()
+    sys.stdout.flush()
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# Tests that drive the module
+
+
+def drive(path: Path, gen: str, scenario: str = "full", timeout: float = 60,
+          **kwargs: Any) -> tuple[int, dict[str, Any], str, str]:
+    proc = subprocess.run([sys.executable, __file__, scenario, str(path), gen, json.dumps(kwargs)],
+                          capture_output=True, text=True, timeout=timeout)
+    result: dict[str, Any] = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT "):])
+    return proc.returncode, result, proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("gen", GENS)
+def test_full_cycle(native: Callable[[str], Path], gen: str) -> None:
+    code, r, out, err = drive(native(f"relib_{gen}"), gen)
+    assert code == 0, err
+    # init reserves the cache (hashbrown, 40-byte entries) and the transport (20,000 x 32)
+    assert sorted(size for _, size, _, _ in r["on_alloc"]) == [640_000, 1_343_504]
+    assert all(module == 1 and on_owner for module, _, _, on_owner in r["on_alloc"])
+    assert r["main"] == [True, None] and "[module] main" in out
+    assert r["empty"] == [True, None] and r["primitive"] == [True, None]
+    assert r["primitive_bad"] == [False, None]
+    assert r["primitive_ret"] == [True, -2**31]
+    assert r["add"] == [True, 1]
+    assert r["ref_"] == [True, None]
+    assert r["ref_owned_ret"] == [True, "1" * 100]
+    assert r["ref_ret"] == [True, "1" * 99]
+    assert r["ref_ret2"] == [True, "111"]
+    assert r["point"] == [True, [7, -8]]
+    assert r["alloc_mem"] == [True, [4096, [0x2A]]]
+    assert r["call_imports"] == [True, True]
+    expected_imports = {"empty", "primitive", "primitive_ret", "ref_"}
+    if IMPORT_CONV[gen] != "plain":
+        expected_imports |= {"ref_ret", "point"}
+    assert set(r["imports_called"]) == expected_imports
+    assert r["once"] == [True, False]
+    assert r["counter"] == [1, 2, 3]
+    assert r["panic"] == [False, None]
+    if gen in ("0_1_8", "0_2", "0_2_3", "0_3"):
+        # the module's panic hook sends the text through the eprintln import
+        assert len(r["eprintln"]) == 2 and 'the export "panic" panics on purpose' in r["eprintln"][1]
+    else:
+        assert r["eprintln"] == [] and 'the export "panic" panics on purpose' in err
+    assert r["tls_drops_during_calls"] == 0
+    assert r["threads_running"] == 1 and r["threads_after_join"] == 0
+    # 25,000 distinct leaks: the first batch is exactly the cache size
+    assert r["batches"][0] == 20_000 and all(n <= 20_000 for n in r["batches"])
+    if gen == "0_7":
+        assert r["is_ptr_allocated_calls"] > 0  # dealloc_validation asks about flushed pointers
+    u = r["unload"]
+    assert u["before_unload"] is True and "[module] before_unload" in out
+    assert u["threads"] == 0
+    # the 3 owner-thread TLS values were dropped by run_thread_local_dtors, on the owner thread
+    assert u["tls_drops_in_dtors"] == [True, True, True]
+    assert u["final_batches"] == 1
+    assert u["live_allocations"] >= 25_001 and 3 << 20 in u["live_sizes"]
+    assert u["live_sizes"].count(24) >= 25_000
+    assert u["dlclose"] == 0 and u["maps_after_dlclose"] == 0
+
+
+@pytest.mark.parametrize("gen", ["0_2", "0_7"])
+def test_nounload_module_runs_without_internals(native: Callable[[str], Path], gen: str) -> None:
+    code, r, out, err = drive(native(f"relib_{gen}_nounload"), gen, "nounload")
+    assert code == 0, err
+    assert r["info"].endswith(f"|{RELIB_VERSION[gen]}|0")
+    assert r["main"] == [True, None] and "[module] main" in out
+    assert r["add"] == [True, 42] and r["call_imports"] == [True, True]
+
+
+@pytest.mark.parametrize("gen", ["0_1_8", "0_7"])
+def test_panic_main(native: Callable[[str], Path], gen: str) -> None:
+    code, r, _out, err = drive(native(f"relib_{gen}_panic_main"), gen, "main")
+    assert code == 0, err
+    assert r["main"] == [False, None]
+    text = "main panics on purpose"
+    assert (text in r["eprintln"][0]) if gen == "0_1_8" else (r["eprintln"] == [] and text in err)
+    assert r["unload"]["maps_after_dlclose"] == 0
+
+
+@pytest.mark.parametrize("gen", ["0_1_8", "0_7"])
+def test_before_unload_panic(native: Callable[[str], Path], gen: str) -> None:
+    code, r, _out, err = drive(native(f"relib_{gen}_before_unload_panic"), gen, "main")
+    assert code == 0, err
+    assert r["main"] == [True, None]
+    assert r["unload"]["before_unload"] is False and "threads" in r["unload"]
+
+
+@pytest.mark.parametrize("gen", ["0_1_8", "0_7"])
+def test_threads_check(native: Callable[[str], Path], gen: str) -> None:
+    code, r, _out, err = drive(native(f"relib_{gen}_threads_check"), gen, "main")
+    assert code == 0, err
+    assert r["unload"] == {"before_unload": True, "threads": 1}
+
+
+def test_ret_primitive_main(native: Callable[[str], Path]) -> None:
+    code, r, _out, err = drive(native("relib_0_7_ret_primitive_main"), "0_7", "main", restype="u64")
+    assert code == 0, err
+    assert r["main"] == [True, 2**64 - 1]
+
+
+def test_ret_heap_main(native: Callable[[str], Path]) -> None:
+    code, r, _out, err = drive(native("relib_0_7_ret_heap_main"), "0_7", "main", restype="rstring",
+                               boxed=True)
+    assert code == 0, err
+    assert r["main"] == [True, "ret_heap_main"]
+    assert r["unload"]["maps_after_dlclose"] == 0
+
+
+@pytest.mark.parametrize("name, value", [("relib_0_7_code_change_a", 1), ("relib_0_7_code_change_b", 2)])
+def test_code_change_mains(native: Callable[[str], Path], name: str, value: int) -> None:
+    code, r, _out, err = drive(native(name), "0_7", "main", restype="u64")
+    assert code == 0, err
+    assert r["main"] == [True, value]
+
+
+def test_backtrace_mappings_are_removed_by_misc_cleanup(native: Callable[[str], Path]) -> None:
+    code, r, _out, err = drive(native("relib_0_7_backtrace"), "0_7", "main")
+    assert code == 0, err
+    u = r["unload"]
+    assert r["main"] == [True, None]
+    # std's symbolizer mapped the file again on top of the loader's mappings
+    assert u["maps_before_cleanup"] > u["maps_after_cleanup"] > 0
+    assert u["maps_after_dlclose"] == 0
+
+
+def test_backtrace_mappings_pin_the_file_without_cleanup(native: Callable[[str], Path]) -> None:
+    code, r, _out, err = drive(native("relib_0_7_backtrace"), "0_7", "main", cleanup=False)
+    assert code == 0, err
+    assert r["main"] == [True, None]
+    assert r["unload"]["maps_after_dlclose"] > 0
+
+
+def test_dealloc_validation_aborts(native: Callable[[str], Path]) -> None:
+    code, r, _out, err = drive(native("relib_0_7_dealloc_validation"), "0_7", "main")
+    assert code == -6 and r == {}
+    assert ("[module id: 1] something unrecoverable happened: invalid pointer was passed to "
+            "dealloc of global allocator") in err
+
+
+def test_import_panic_aborts_with_upstream_text(native: Callable[[str], Path]) -> None:
+    code, r, _out, err = drive(native("relib_0_7_import_panic"), "0_7", "main")
+    assert code == -6 and r == {}
+    assert '[relib] host panicked while executing import "panic" of module, aborting' in err
+
+
+def test_locked_allocator_aborts_other_threads(native: Callable[[str], Path]) -> None:
+    code, r, _out, err = drive(native("relib_0_7"), "0_7", "locked")
+    assert code == -6 and r == {}
+    assert "module allocator was invoked while module was in the process of unloading" in err
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
