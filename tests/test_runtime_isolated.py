@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 
 from relib_pure.runtime import probe
 

@@ -195,7 +195,8 @@ class Module:
         v = self.validated
         t0 = time.perf_counter()
         data = procfs.read_maps()
-        if procfs.maps_mention(data, v.file, v.real_path) or procfs.maps_mention(data, None, v.path):
+        if procfs.maps_mention(data, v.file, v.real_path) or \
+                procfs.maps_mention(data, None, v.path):
             raise AlreadyLoaded("the library (path or inode) is already mapped in this process",
                                 path=self.path)
         self._before = verify.take_snapshot(data)

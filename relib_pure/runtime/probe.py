@@ -112,7 +112,7 @@ class ProbeReport:
         return self.result.exit_code
 
     def to_dict(self) -> dict[str, Any]:
-        base = self.result.to_dict() if self.result is not None else {
+        base: dict[str, Any] = self.result.to_dict() if self.result is not None else {
             "version": SCHEMA_VERSION, "path": self.path, "stage": self.stage, "call": None,
             "unload": None, "error": None}
         base.update(isolated=True, stage=self.stage, clean=self.clean, process={

@@ -129,7 +129,8 @@ class UnloadReport:
                                               else "STILL MAPPED")
         lines = [f"{self.path}: {verdict} (driver {self.driver}, owner {self.owner})"]
         for c in self.causes:
-            lines.append(f"  cause {c.code}: {CAUSES[c.code]}" + (f" [{c.detail}]" if c.detail else ""))
+            detail = f" [{c.detail}]" if c.detail else ""
+            lines.append(f"  cause {c.code}: {CAUSES[c.code]}{detail}")
         for m in self.still_mapped:
             lines.append(f"  still mapped: {m.start:#x}-{m.end:#x} {m.perms} ({m.size} bytes)")
         for t in self.threads:
@@ -140,5 +141,6 @@ class UnloadReport:
             what = m.path or "anonymous"
             lines.append(f"  mapping left: {m.start:#x}-{m.end:#x} {m.perms} {m.size} bytes {what}")
         if self.retried:
-            lines.append("  (finished by a second RTLD_NOLOAD + dlclose after pending TLS destructors)")
+            lines.append("  (finished by a second RTLD_NOLOAD + dlclose once pending TLS "
+                         "destructors had run)")
         return "\n".join(lines)
