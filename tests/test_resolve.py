@@ -64,6 +64,12 @@ def ours(path: Path, *, ld_library_path: str = "") -> tuple[dict[str, str | None
     return found, undefined, versions
 
 
+def without_loader(found: dict[str, str | None]) -> dict[str, str | None]:
+    """Drop the dynamic loader and the vDSO: ldd lists them in every process."""
+    return {k: v for k, v in found.items()
+            if k != "linux-vdso.so.1" and not k.startswith("/") and not k.startswith("ld-linux")}
+
+
 def place(native, tmp_path: Path, name: str, subdir: str = "") -> Path:
     """Copy fixture ``name`` into ``tmp_path/subdir`` ($ORIGIN must be a real sibling dir)."""
     src = native(name)
@@ -423,3 +429,20 @@ def test_corrupt_cache_is_ignored_like_the_loader_does(tmp_path: Path) -> None:
         ldcache.parse_cache(bad.read_bytes(), str(bad))
     assert ldcache.load_cache(str(bad)) is None
     assert ldcache.load_cache(str(tmp_path / "missing")) is None
+
+
+@needs_ldd
+def test_nodeflib_skips_cache_and_system_dirs(native) -> None:
+    lib = native("compat_nodeflib")
+    assert ours(lib)[0] == ldd(lib)[0] == {"libc.so.6": None}
+    res = resolve(inspect(lib), ld_library_path="", include_loaded=False)
+    assert "/etc/ld.so.cache" in res.libraries[0].searched
+    # LD_LIBRARY_PATH is not a default path: NODEFLIB does not apply to it
+    libdir = os.path.dirname(str(ldcache.load_cache().lookup(  # type: ignore[union-attr]
+        "libc.so.6", ldcache.abi_flags("x86_64", 64))))
+    found = without_loader(ours(lib, ld_library_path=libdir)[0])
+    assert found == without_loader(ldd(lib, ld_library_path=libdir)[0])
+    assert found == {"libc.so.6": f"{libdir}/libc.so.6"}
+    # in this process libc is already mapped, so a dlopen here would succeed
+    here = resolve(inspect(lib), ld_library_path="", include_loaded=True)
+    assert here.libraries[0].how == "loaded"
