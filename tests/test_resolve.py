@@ -446,3 +446,27 @@ def test_nodeflib_skips_cache_and_system_dirs(native) -> None:
     # in this process libc is already mapped, so a dlopen here would succeed
     here = resolve(inspect(lib), ld_library_path="", include_loaded=True)
     assert here.libraries[0].how == "loaded"
+
+
+@needs_ldd
+def test_transitive_closure(native, tmp_path: Path) -> None:
+    """Breadth-first over NEEDED of NEEDED: a dependency's own undefined symbol is
+    reported against it, and a symbol defined two levels down is found."""
+    lib = place(native, tmp_path, "compat_chain")
+    for dep in ("compat_unresolved", "compat_runpath", "compat_base"):
+        place(native, tmp_path, dep)
+    found, undefined, versions = ours(lib)
+    theirs = ldd(lib, relocations=True)
+    assert without_loader(found) == without_loader(theirs[0])
+    assert found["libcompat_base.so"] == str(tmp_path / "libcompat_base.so")
+    assert undefined == theirs[1] == ["compat_nobody_defines_this"]
+    res = resolve(inspect(lib), ld_library_path="", include_loaded=False)
+    assert [u.required_by for u in res.undefined] == [str(tmp_path / "libcompat_unresolved.so")]
+    assert res.scope[0] == str(lib) and len(res.scope) == 1 + len(without_loader(found)) + 1
+    # without the grandchild: the loader stops at "not found"; we say what would be missing
+    (tmp_path / "libcompat_base.so").unlink()
+    found2, undefined2, _ = ours(lib)
+    assert without_loader(found2) == without_loader(ldd(lib, relocations=True)[0])
+    assert found2["libcompat_base.so"] is None
+    assert set(undefined2) == {"compat_nobody_defines_this", "compat_base_fn",
+                               "compat_base_fn@COMPAT_1"}
