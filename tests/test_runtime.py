@@ -405,3 +405,22 @@ def test_forked_child_cannot_use_owner_thread_modules(rt_copy: Path) -> None:
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert tag() == 1  # the parent is untouched
     assert module.unload().clean
+
+
+def test_bind_declared_interface(native) -> None:
+    from relib_pure.interface import Interface
+
+    api = Interface.from_dict({"plain_add": (ctypes.c_int, [ctypes.c_int, ctypes.c_int]),
+                               "plain_scale": (ctypes.c_double, [ctypes.c_double])})
+    with load(native("c_plain")) as module:
+        funcs = module.bind(api)
+        assert funcs["plain_add"](3, 4) == 7 and funcs["plain_scale"](4.0) == 10.0
+        wrong = Interface.from_dict({"plain_add": (ctypes.c_int, []),
+                                     "nope_a": (None, []), "nope_b": (None, [])})
+        with pytest.raises(relib_pure.SymbolMissing) as info:
+            module.bind(wrong)
+        assert info.value.symbols == ("nope_a", "nope_b")
+        with pytest.raises(CallError):
+            module.bind(Interface.from_dict({"f": (None, [])}, trait="Exports"))
+    with pytest.raises(ModuleUnloaded):
+        funcs["plain_add"](1, 2)

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from relib_pure.errors import (AlreadyLoaded, CallError, LoadError, ModuleUnloaded, RelibError,
                                StillMapped, SymbolMissing, ThreadsStillRunning, UnloadError)
@@ -25,6 +25,9 @@ from relib_pure.runtime.driver import Driver, PlainDriver
 from relib_pure.runtime.owner import OwnerThread
 from relib_pure.runtime.report import Cause, LeakedThread, UnloadReport
 from relib_pure.runtime.validate import Validated, validate
+
+if TYPE_CHECKING:
+    from relib_pure.interface import Interface
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +171,23 @@ class Module:
         addr = self.symbol(name)
         proto = ctypes.CFUNCTYPE(restype, *argtypes)(addr)
         return BoundFunction(self, name, addr, proto)
+
+    def bind(self, interface: Interface) -> dict[str, BoundFunction]:
+        """Checked callables for every export ``interface`` declares, by name.
+
+        Only plain C functions (``trait=None``): relib trait functions follow
+        relib's calling conventions and are bound by :mod:`relib_pure.relib`.
+        Every missing symbol is named in one :class:`~relib_pure.errors.SymbolMissing`.
+        """
+        traits = [f.name for f in interface.exports if f.trait is not None]
+        if traits:
+            raise CallError(f"relib trait functions ({', '.join(traits)}) need the relib host "
+                            "(relib_pure.load_module), not plain binding", path=self.path)
+        missing = [f.symbol for f in interface.exports if dl.dlsym(self.handle, f.symbol) is None]
+        if missing:
+            raise SymbolMissing(f"declared exports missing: {', '.join(missing)}",
+                                path=self.path, symbols=tuple(missing))
+        return {f.name: self.function(f.symbol, f.restype, f.argtypes) for f in interface.exports}
 
     def run_on_owner(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the owner thread (drivers use it for protocol calls)."""
