@@ -470,3 +470,19 @@ def test_transitive_closure(native, tmp_path: Path) -> None:
     assert found2["libcompat_base.so"] is None
     assert set(undefined2) == {"compat_nobody_defines_this", "compat_base_fn",
                                "compat_base_fn@COMPAT_1"}
+
+
+@needs_ldd
+@pytest.mark.parametrize("kind", ["hwcaps", "legacy"])
+def test_hwcaps_subdirectories_are_tried_first(native, tmp_path: Path, kind: str) -> None:
+    cfg = LoaderConfig.detect()
+    subs = ([f"glibc-hwcaps/{h}" for h in cfg.hwcaps] if kind == "hwcaps"
+            else list(cfg.legacy_subdirs))
+    if not subs:
+        pytest.skip(f"this loader searches no {kind} subdirectories")
+    lib = place(native, tmp_path, "compat_runpath")
+    place(native, tmp_path, "compat_base")
+    best = place(native, tmp_path, "compat_base_v2", subs[-1])
+    found = ours(lib)[0]
+    assert found["libcompat_base.so"] == str(best)
+    assert without_loader(found) == without_loader(ldd(lib)[0])
