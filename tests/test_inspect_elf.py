@@ -546,3 +546,47 @@ def test_librustc_driver_matches_readelf() -> None:
     _check_segments(info, path)
     _check_static_tls(info, path)
     assert info.relib is None
+
+
+# -- layouts the fixtures do not show directly ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["c_versioned", "rust_tls"])
+def test_without_section_headers(native, tmp_path: Path, name: str) -> None:
+    """sstrip-style files: symbols are found through the dynamic section and
+    counted from the GNU hash table, exactly as with section headers."""
+    path = native(name)
+    original = inspect(path)
+    data = bytearray(path.read_bytes())
+    data[0x28:0x30] = bytes(8)             # e_shoff
+    data[0x3C:0x40] = bytes(4)             # e_shnum, e_shstrndx
+    stripped = tmp_path / path.name
+    stripped.write_bytes(bytes(data))
+    info = inspect(stripped)
+    assert "GNU_HASH" in {t for t, _ in readelf_dynamic(path)}
+    assert info.exports == original.exports and info.imports == original.imports
+    assert info.version_needs == original.version_needs
+    assert info.comments == ()  # .comment is only reachable through section headers
+
+
+def test_relative_addend_lookup_outside_sorted_block() -> None:
+    """Unsorted RELA (no usable DT_RELACOUNT): the aligned search finds the
+    entry and ignores a decoy whose bytes match at a misaligned position."""
+    from relib_pure.inspection._image import Image
+    from relib_pure.inspection.elf_relocs import find_relative_addend, make_table
+
+    target = 0x5000
+    decoy = struct.pack("<QQq", 0x100, 8, target)        # addend bytes equal the offset
+    entries = [struct.pack("<QQq", 0x9000, 8, 0x10), decoy,
+               struct.pack("<QQq", target, 8, 0x1234), struct.pack("<QQq", 0x10, 8, 0x20)]
+    blob = b"".join(entries)
+    image = Image("synthetic", blob)
+    table = make_table(image, 0, len(blob), 64, "<", with_addend=True, entry_size=24,
+                       relative_count=0)
+    assert find_relative_addend(image, table, target, 64, 8) == 0x1234
+    assert find_relative_addend(image, table, 0x7777, 64, 8) is None
+    sorted_table = make_table(image, 0, len(blob), 64, "<", with_addend=True,
+                              entry_size=24, relative_count=1)
+    assert find_relative_addend(image, sorted_table, 0x9000, 64, 8) == 0x10
+    with pytest.raises(InspectionError):
+        find_relative_addend(image, table, 0x10, 64, 1027)  # not RELATIVE for aarch64

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Benchmark ``relib-pure inspect --json`` against ``readelf --dyn-syms -d -W``.
+
+Both run as subprocesses in the same session, alternating, on the largest Rust
+library of the toolchain (``$(rustc --print sysroot)/lib/librustc_driver-*.so``,
+~150 MB, ~20k dynamic symbols) and on a small fixture (``c_plain``). Prints
+best and median wall time of each and the ratio relib-pure / readelf
+(target on the big library: <= 1.0).
+
+relib-pure's run is the full report: every field of ``LibraryInfo`` including
+the sha256 of the whole file, serialised as JSON. Both tools write to
+``/dev/null``; relib-pure's output is checked to be valid JSON once, untimed.
+
+Usage::
+
+    python tools/bench_inspect.py [--runs N] [--library PATH]
+
+Bytecode is compiled first (``compileall``, as ``pip install`` does), since
+an environment with ``PYTHONDONTWRITEBYTECODE`` would otherwise recompile
+relib_pure's sources in every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+
+
+def rustc_driver() -> Path | None:
+    """The toolchain's librustc_driver, or None."""
+    try:
+        sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True,
+                                 text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = sorted(glob.glob(os.path.join(sysroot, "lib", "librustc_driver-*.so")))
+    return Path(found[0]) if found else None
+
+
+def relib_pure_command(path: Path) -> list[str]:
+    return [sys.executable, "-m", "relib_pure", "inspect", "--json", str(path)]
+
+
+def readelf_command(path: Path) -> list[str]:
+    return ["readelf", "--dyn-syms", "-d", "-W", str(path)]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def time_once(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                            timeout=120)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {result.stderr.decode(errors='replace')}")
+    return elapsed
+
+
+def compare(label: str, path: Path, runs: int, env: dict[str, str]) -> float:
+    """Time both tools on ``path``; print and return the ratio of medians."""
+    ours_cmd, theirs_cmd = relib_pure_command(path), readelf_command(path)
+    check = subprocess.run(ours_cmd, capture_output=True, env=env, timeout=120)
+    document = json.loads(check.stdout)
+    symbols = len(document["libraries"][0]["exports"]) + len(document["libraries"][0]["imports"])
+    # warm-up: page cache and interpreter files
+    time_once(theirs_cmd, env)
+    time_once(ours_cmd, env)
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(runs):
+        theirs.append(time_once(theirs_cmd, env))
+        ours.append(time_once(ours_cmd, env))
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    size_mb = path.stat().st_size / 1e6
+    print(f"{label}: {path} ({size_mb:.1f} MB, {symbols} dynamic symbols), {runs} runs each")
+    print(f"  relib-pure inspect --json : best {min(ours) * 1000:7.1f} ms  "
+          f"median {statistics.median(ours) * 1000:7.1f} ms")
+    print(f"  readelf --dyn-syms -d -W  : best {min(theirs) * 1000:7.1f} ms  "
+          f"median {statistics.median(theirs) * 1000:7.1f} ms")
+    print(f"  ratio relib-pure/readelf  : median {ratio:.2f}  "
+          f"best {min(ours) / min(theirs):.2f}")
+    return ratio
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=7, help="timed runs per tool (default 7)")
+    ap.add_argument("--library", type=Path, help="big library (default: librustc_driver)")
+    args = ap.parse_args(argv)
+    compileall.compile_dir(str(REPO / "relib_pure"), quiet=1)
+    env = _env()
+    import build_fixtures
+
+    small = build_fixtures.build("c_plain")
+    big = args.library or rustc_driver()
+    print(f"python {sys.version.split()[0]} ({sys.executable})")
+    compare("small", small, args.runs, env)
+    if big is None:
+        print("big: no librustc_driver found (pass --library)")
+        return 0
+    ratio = compare("big", big, args.runs, env)
+    print(f"target ratio <= 1.0 on the big library: {'met' if ratio <= 1.0 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
