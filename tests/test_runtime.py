@@ -424,3 +424,12 @@ def test_bind_declared_interface(native) -> None:
             module.bind(Interface.from_dict({"f": (None, [])}, trait="Exports"))
     with pytest.raises(ModuleUnloaded):
         funcs["plain_add"](1, 2)
+
+
+def test_unload_refused_on_the_owner_thread_itself(native) -> None:
+    module = load(native("c_plain"))
+    with pytest.raises(relib_pure.UnloadError) as info:
+        module.run_on_owner(module.unload)
+    assert info.value.code == "unload.wrong-thread"
+    assert module.loaded
+    assert module.unload().clean

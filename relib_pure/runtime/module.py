@@ -299,6 +299,11 @@ class Module:
                 raise ModuleUnloaded("the module is not loaded", path=self.path)
             if self._owner is None:
                 self._require_owner_thread("unload.wrong-thread")
+            elif threading.get_ident() == self._owner.ident:
+                # e.g. from a callback inside a call into the module: the owner
+                # could never exit, and dlclose would unmap the caller's frames
+                raise UnloadError("unload() cannot run on the module's own owner thread",
+                                  path=self.path, code="unload.wrong-thread")
             t0 = time.perf_counter()
             self.run_on_owner(self._close_protocol)
             t1 = time.perf_counter()
