@@ -195,6 +195,8 @@ def _from_body(body: type, trait: str | None) -> tuple[Function, ...]:
         trait = getattr(body, "__trait__", None)
     funcs = []
     for name, member in vars(body).items():
+        if isinstance(member, (staticmethod, classmethod)):
+            member = member.__func__
         if name.startswith("_") or not callable(member):
             continue
         funcs.append(_from_callable(name, member, trait))

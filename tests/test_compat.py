@@ -353,7 +353,10 @@ def test_interface_from_dict_and_class() -> None:
 
         def add(a: ctypes.c_int, b: ctypes.c_int) -> ctypes.c_int: ...
 
+        @staticmethod
         def nothing() -> None: ...
+
+        helper_value = 3   # not a function: ignored
 
     from_class = Interface.from_class(Exports)
     assert from_class.export_symbols() == ("__relib__Exports_add", "__relib__Exports_nothing")
