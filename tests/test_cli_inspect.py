@@ -148,3 +148,20 @@ def test_console_entry_point(native) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["libraries"][0]["soname"] == "libc_plain.so"
+
+
+def test_json_sha256_is_the_file_hash(capsys, native, tmp_path: Path) -> None:
+    """Big files are hashed while the report is serialised; the digest spliced
+    in must be the file's, even when the path itself spells the key."""
+    import hashlib
+
+    big = native("rust_tls")  # above the mmap threshold: hashed on a helper thread
+    tricky = tmp_path / 'x"sha256": "".so'
+    tricky.symlink_to(big)
+    code, out, err = run(capsys, "--json", str(big), str(tricky), str(native("c_plain")))
+    assert code == 0, err
+    libs = json.loads(out)["libraries"]
+    assert libs[1]["path"] == str(tricky)
+    for lib in libs:
+        assert lib["sha256"] == hashlib.sha256(Path(lib["path"]).read_bytes()).hexdigest()
+    assert libs[0]["sha256"] == libs[1]["sha256"]

@@ -53,8 +53,6 @@ def execute(args: argparse.Namespace, out: TextIO | None = None,
     """Inspect ``args.paths`` (plus the bundled example with ``--example``)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    from relib_pure.inspection import inspect
-
     paths: list[str] = list(args.paths)
     if args.example:
         from relib_pure.examples import example_path
@@ -65,28 +63,51 @@ def execute(args: argparse.Namespace, out: TextIO | None = None,
     if not paths:
         print("relib-pure inspect: give at least one PATH or --example", file=err)
         return EXIT_USAGE
-    libraries: list[LibraryInfo] = []
     errors: list[RelibError] = []
+    if args.json:
+        texts: list[str] = []
+        for path in paths:
+            try:
+                texts.append(_library_json(path))
+            except RelibError as e:
+                errors.append(e)
+        out.write(f'{{"version": {JSON_VERSION}, "libraries": [{", ".join(texts)}], '
+                  f'"errors": {json.dumps([e.to_dict() for e in errors])}}}\n')
+        return EXIT_USAGE if errors else EXIT_OK
+    from relib_pure.inspection import inspect
+
+    first = True
     for path in paths:
         try:
-            libraries.append(inspect(path))
+            info = inspect(path)
         except RelibError as e:
-            logger.debug("inspect %s failed", path, exc_info=True)
             errors.append(e)
-    if args.json:
-        document = {"version": JSON_VERSION,
-                    "libraries": [library_dict(info) for info in libraries],
-                    "errors": [e.to_dict() for e in errors]}
-        out.write(json.dumps(document, check_circular=False))
-        out.write("\n")
-    else:
-        for i, info in enumerate(libraries):
-            if i:
-                out.write("\n")
-            out.write(render_text(info, show_all=args.all))
-        for e in errors:
-            print(f"relib-pure inspect: {e}", file=err)
+            continue
+        if not first:
+            out.write("\n")
+        first = False
+        out.write(render_text(info, show_all=args.all))
+    for e in errors:
+        print(f"relib-pure inspect: {e}", file=err)
     return EXIT_USAGE if errors else EXIT_OK
+
+
+def _library_json(path: str) -> str:
+    """One library as JSON text, serialised while its sha256 is still computing.
+
+    Hashing a 150 MB library costs as much as parsing it, so the text is
+    built with an empty ``sha256`` and the digest spliced in afterwards. The
+    first ``"sha256": ""`` in the text is the key's: ``path`` comes before it,
+    and a JSON string cannot hold an unescaped quote.
+    """
+    from relib_pure.inspection import begin_inspect
+
+    with begin_inspect(path) as pending:
+        text = json.dumps(library_dict(pending.info), check_circular=False)
+        digest = pending.sha256()
+    if pending.info.sha256:
+        return text
+    return text.replace('"sha256": ""', f'"sha256": "{digest}"', 1)
 
 
 def _finish_errors(args: argparse.Namespace, errors: list[RelibError], out: TextIO,

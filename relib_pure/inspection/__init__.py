@@ -23,7 +23,7 @@ from relib_pure.errors import InspectionError
 from relib_pure.inspection._image import Buffer
 from relib_pure.model import LibraryInfo
 
-__all__ = ["inspect", "inspect_bytes", "sniff_format"]
+__all__ = ["inspect", "inspect_bytes", "begin_inspect", "PendingInspection", "sniff_format"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def inspect_bytes(data: bytes, path: str = "<bytes>") -> LibraryInfo:
     if not data:
         raise InspectionError("the data is empty", path=path, code="inspect.empty")
     info = _reader(path, bytes(data[:64]))(path, data)
-    return _with_hash(info, data, None)
+    return _with_hash(info, data)
 
 
 def inspect(path: str | os.PathLike[str]) -> LibraryInfo:
@@ -87,7 +87,21 @@ def inspect(path: str | os.PathLike[str]) -> LibraryInfo:
     Mach-O), or whatever the format reader finds (``inspect.truncated``,
     ``inspect.malformed``, ``inspect.not-a-library``, ``inspect.unsupported``).
     """
+    with begin_inspect(path) as pending:
+        return pending.result()
+
+
+def begin_inspect(path: str | os.PathLike[str]) -> PendingInspection:
+    """Like :func:`inspect`, but return as soon as the file is parsed.
+
+    The whole-file sha256 of a big file may still be computing on a helper
+    thread; :attr:`PendingInspection.info` holds every other fact meanwhile
+    (with ``sha256=""``), so a caller can render them in parallel, as
+    ``relib-pure inspect --json`` does. Use it as a context manager, or call
+    :meth:`PendingInspection.result`, so the file mapping gets closed.
+    """
     name = os.fsdecode(path)
+    small: bytes | None = None
     try:
         with open(name, "rb") as f:
             st = os.fstat(f.fileno())
@@ -96,9 +110,8 @@ def inspect(path: str | os.PathLike[str]) -> LibraryInfo:
             if st.st_size == 0:
                 raise InspectionError("the file is empty", path=name, code="inspect.empty")
             if st.st_size < _MMAP_THRESHOLD:
-                small: bytes | None = f.read()
+                small = f.read()
             else:
-                small = None
                 mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except InspectionError:
         raise
@@ -114,30 +127,75 @@ def inspect(path: str | os.PathLike[str]) -> LibraryInfo:
     except (OSError, ValueError) as e:
         raise InspectionError(f"cannot read the file: {e}", path=name, code="inspect.io") from e
     if small is not None:
-        return inspect_bytes(small, name)
-    with mapped:
-        return _inspect_mapped(name, mapped)
-
-
-def _inspect_mapped(name: str, data: mmap.mmap) -> LibraryInfo:
-    read = _reader(name, data[:64])
-    hasher = _Hasher(data)
+        return PendingInspection(inspect_bytes(small, name))
     try:
-        info = read(name, data)
-    finally:
-        # The thread reads the mapping: it must finish before the map closes.
-        digest = hasher.result()
-    return _with_hash(info, data, digest)
+        head = mapped[:64]
+        # Hash from the start: the reader's import and parse overlap with it.
+        hasher = _Hasher(mapped) if sniff_format(head) == "elf" else None
+        try:
+            info = _reader(name, head)(name, mapped)
+        except BaseException:
+            if hasher is not None:
+                hasher.result()  # the thread reads the mapping: finish before closing it
+            raise
+    except BaseException:
+        mapped.close()
+        raise
+    return PendingInspection(info, hasher, mapped)
 
 
-def _with_hash(info: LibraryInfo, data: Buffer, digest: str | None) -> LibraryInfo:
-    if digest is None:
-        if info.sha256:
-            return info
-        digest = hashlib.sha256(data).hexdigest()
-    if info.sha256 and info.sha256 != digest:
-        logger.warning("%s: reader and inspector disagree on sha256", info.path)
-    return dataclasses.replace(info, sha256=digest)
+class PendingInspection:
+    """A parsed library whose sha256 may still be computing (see :func:`begin_inspect`)."""
+
+    def __init__(self, info: LibraryInfo, hasher: _Hasher | None = None,
+                 mapping: mmap.mmap | None = None) -> None:
+        #: every fact but ``sha256`` (which is ``""`` until :meth:`sha256` returns)
+        self.info = info
+        self._hasher = hasher
+        self._mapping = mapping
+        self._digest = info.sha256 or None
+
+    def sha256(self) -> str:
+        """Wait for the hash, release the file mapping, return the hex digest."""
+        if self._digest is None:
+            if self._hasher is not None:
+                self._digest = self._hasher.result()
+            elif self._mapping is not None:
+                self._digest = hashlib.sha256(self._mapping).hexdigest()
+        self.close()
+        if self._digest is None:
+            raise InspectionError("the file was closed before it was hashed",
+                                  path=self.info.path, code="inspect.io")
+        return self._digest
+
+    def result(self) -> LibraryInfo:
+        """The complete :class:`~relib_pure.model.LibraryInfo`."""
+        digest = self.sha256()
+        if self.info.sha256 == digest:
+            return self.info
+        return dataclasses.replace(self.info, sha256=digest)
+
+    def close(self) -> None:
+        """Release the file mapping (waiting for the hash thread first)."""
+        if self._hasher is not None:
+            digest = self._hasher.result()
+            self._digest = self._digest or digest
+            self._hasher = None
+        if self._mapping is not None:
+            self._mapping.close()
+            self._mapping = None
+
+    def __enter__(self) -> PendingInspection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _with_hash(info: LibraryInfo, data: Buffer) -> LibraryInfo:
+    if info.sha256:
+        return info
+    return dataclasses.replace(info, sha256=hashlib.sha256(data).hexdigest())
 
 
 class _Hasher:
