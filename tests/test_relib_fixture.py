@@ -73,7 +73,7 @@ def hooks(gen: str) -> set[str]:
 
 EXPORTS = ["empty", "primitive", "primitive_ret", "add", "ref_", "ref_owned_ret", "ref_ret",
            "ref_ret2", "point", "alloc_mem", "leak", "thread_locals", "call_imports",
-           "only_called_once", "panic", "spawn_thread", "join_threads", "counter"]
+           "only_called_once", "panic", "spawn_thread", "join_threads", "counter", "alloc_churn"]
 BOXED_EXPORTS = ["ref_owned_ret", "ref_ret", "ref_ret2", "point", "alloc_mem"]
 
 
@@ -375,8 +375,10 @@ def maps_lines(path: str) -> int:
 class Driver:
     """Host side of one module, every call on the thread that created it (§4.1, §4.2)."""
 
-    def __init__(self, path: str, gen: str, unloading: bool = True) -> None:
+    def __init__(self, path: str, gen: str, unloading: bool = True,
+                 unset: tuple[str, ...] = ()) -> None:
         self.path, self.gen, self.unloading = path, gen, unloading
+        self.unset = unset  # slots left holding the module's placeholder
         self.owner = threading.get_ident()
         self.store: dict[int, tuple[int, int]] = {}
         self.store_lock = threading.Lock()
@@ -411,6 +413,8 @@ class Driver:
     # ---- slots ----------------------------------------------------------------------
 
     def _set_slot(self, name: str, cfunc: Any) -> None:
+        if name in self.unset:
+            return
         self.keep.append(cfunc)
         ctypes.c_void_p.in_dll(self.lib, name).value = ctypes.cast(cfunc, ctypes.c_void_p).value
 
@@ -654,6 +658,7 @@ def scenario_full(path: str, gen: str) -> dict[str, Any]:
     for _ in range(25_000):
         d.call("__relib__Exports_leak", None, (sz,), (24,))
     d.call("__relib__Exports_leak", None, (sz,), (3 << 20,))
+    r["churn"] = d.call("__relib__Exports_alloc_churn", sz, (sz, sz), (100_000, 10))
     r["batches"] = [n for _, n in d.events["batches"]]
     r["is_ptr_allocated_calls"] = d.events["is_ptr_allocated"]
     r["unload"] = d.unload()
@@ -688,9 +693,42 @@ def scenario_nounload(path: str, gen: str) -> dict[str, Any]:
     return r
 
 
+def scenario_pthread_keys(path: str, gen: str) -> dict[str, Any]:
+    """Keys made through the module's hook die in misc_cleanup; other keys live on."""
+    d = Driver(path, gen)
+    libc = d.libc
+    libc.pthread_setspecific.argtypes = [ctypes.c_uint, ctypes.c_void_p]
+    hooked, direct = ctypes.c_uint(), ctypes.c_uint()
+    create = d.lib.pthread_key_create
+    create.argtypes = [ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p]
+    r: dict[str, Any] = {"create": create(ctypes.byref(hooked), None),
+                         "direct": libc.pthread_key_create(ctypes.byref(direct), None)}
+    r["set_before"] = libc.pthread_setspecific(hooked.value, 1)
+    d.internal("misc_cleanup")
+    r["set_hooked_after"] = libc.pthread_setspecific(hooked.value, 1)
+    r["set_direct_after"] = libc.pthread_setspecific(direct.value, 1)
+    return r
+
+
+def scenario_unset_slot(path: str, gen: str, slot: str) -> dict[str, Any]:
+    """Leave one slot holding the module's placeholder, then use it: the process aborts."""
+    d = Driver(path, gen, unset=(slot,))
+    d.call("__relib__Exports_call_imports", ctypes.c_bool)
+    return {"survived": True}
+
+
+def scenario_set_dealloc_callback(path: str, gen: str) -> dict[str, Any]:
+    d = Driver(path, gen)
+    f = getattr(d.lib, IEXP + "set_dealloc_callback")
+    f.argtypes = [ctypes.c_void_p]
+    f(None)
+    return {"survived": True}
+
+
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "full": scenario_full, "main": scenario_main_only, "locked": scenario_locked_allocator,
-    "nounload": scenario_nounload,
+    "nounload": scenario_nounload, "keys": scenario_pthread_keys, "unset": scenario_unset_slot,
+    "dealloc_callback": scenario_set_dealloc_callback,
 }
 
 
@@ -770,6 +808,7 @@ def test_full_cycle(native: Callable[[str], Path], gen: str) -> None:
     assert u["final_batches"] == 1
     assert u["live_allocations"] >= 25_001 and 3 << 20 in u["live_sizes"]
     assert u["live_sizes"].count(24) >= 25_000
+    assert r["churn"] == [True, 10_000] and u["live_sizes"].count(64) >= 10_000
     assert u["dlclose"] == 0 and u["maps_after_dlclose"] == 0
 
 
@@ -862,6 +901,28 @@ def test_locked_allocator_aborts_other_threads(native: Callable[[str], Path]) ->
     code, r, _out, err = drive(native("relib_0_7"), "0_7", "locked")
     assert code == -6 and r == {}
     assert "module allocator was invoked while module was in the process of unloading" in err
+
+
+@pytest.mark.parametrize("gen", ["0_4_1", "0_7"])
+def test_misc_cleanup_deletes_the_modules_pthread_keys(native: Callable[[str], Path], gen: str) -> None:
+    code, r, _out, err = drive(native(f"relib_{gen}"), gen, "keys")
+    assert code == 0, err
+    einval = 22
+    assert r == {"create": 0, "direct": 0, "set_before": 0, "set_hooked_after": einval,
+                 "set_direct_after": 0}
+
+
+@pytest.mark.parametrize("slot", [IIMP + "on_alloc", "__relib__Imports_empty"])
+def test_unset_slot_aborts(native: Callable[[str], Path], slot: str) -> None:
+    code, r, _out, err = drive(native("relib_0_7"), "0_7", "unset", slot=slot)
+    assert code == -6 and r == {}
+    assert "called before the host set it" in err
+
+
+def test_set_dealloc_callback_is_unrecoverable_on_linux(native: Callable[[str], Path]) -> None:
+    code, r, _out, err = drive(native("relib_0_7"), "0_7", "dealloc_callback")
+    assert code == -6 and r == {}
+    assert "[module id: 1] something unrecoverable happened: set_dealloc_callback called on linux" in err
 
 
 if __name__ == "__main__":
