@@ -486,3 +486,14 @@ def test_hwcaps_subdirectories_are_tried_first(native, tmp_path: Path, kind: str
     found = ours(lib)[0]
     assert found["libcompat_base.so"] == str(best)
     assert without_loader(found) == without_loader(ldd(lib)[0])
+
+
+def test_hostile_names_do_not_crash(native) -> None:
+    """Names read from a damaged file (NUL bytes, huge, odd DSTs) are simply not found."""
+    import dataclasses
+    info = dataclasses.replace(inspect(native("compat_runpath")),
+                               needed=("lib\0bad.so", "$ORIGIN/../\0x.so", "a" * 5000, "lib$BOGUS.so"),
+                               rpath=("$BOGUS/x", "\0"), runpath=("${ORIGIN}/\0", ""))
+    report = check(info, Policy(resolve_loaded=False, ld_library_path="\0:/nonexistent"))
+    missing = report.by_code("resolve.needed-not-found")
+    assert sorted(f.details["name"] for f in missing) == sorted(info.needed)

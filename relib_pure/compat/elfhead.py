@@ -49,7 +49,7 @@ def read_ident(path: str) -> ElfIdent | None:
     try:
         with open(path, "rb") as f:
             return _ident(f.read(20))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in a name read from a file
         return None
 
 
@@ -66,7 +66,7 @@ def read_soname(path: str) -> str | None:
     """DT_SONAME of ``path`` via the program headers, or ``None``."""
     try:
         st = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):
         return None
     return _soname_cached(path, (st.st_dev, st.st_ino, st.st_mtime_ns))
 
