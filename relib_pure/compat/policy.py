@@ -79,8 +79,9 @@ class Policy:
     def __post_init__(self) -> None:
         for name in ("ignore", "downgrade", "escalate"):
             object.__setattr__(self, name, _names(getattr(self, name)))
-        object.__setattr__(self, "exports", tuple(self.exports))
-        object.__setattr__(self, "imports", tuple(self.imports))
+        for name in ("exports", "imports"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
 
     def replace(self, **changes: object) -> Policy:
         """A copy with some fields changed."""
