@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 import build_fixtures
-from relib_pure.cli.inspect_cmd import LIST_LIMIT, library_dict
+from relib_pure.cli.inspect_cmd import LIST_LIMIT, _json_view, library_dict
 from relib_pure.cli.main import main
 from relib_pure.inspection import inspect
 
@@ -59,6 +59,7 @@ def test_json_equals_model(libraries) -> None:
     for path in libraries:
         info = inspect(path)
         assert library_dict(info) == info.to_dict()
+        assert _json_view(info) == info.to_dict()
 
 
 def test_errors_exit_2_and_are_listed(capsys, schema, native, tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def _library_json(path: str) -> str:
     from relib_pure.inspection import begin_inspect
 
     with begin_inspect(path) as pending:
-        text = json.dumps(library_dict(pending.info), check_circular=False)
+        text = json.dumps(_json_view(pending.info), check_circular=False)
         digest = pending.sha256()
     if pending.info.sha256:
         return text
@@ -132,6 +132,16 @@ def library_dict(info: LibraryInfo) -> dict[str, Any]:
     result = slim.to_dict()
     result["exports"] = [dict(vars(s)) for s in info.exports]
     result["imports"] = [dict(vars(s)) for s in info.imports]
+    return result
+
+
+def _json_view(info: LibraryInfo) -> dict[str, Any]:
+    """Like :func:`library_dict`, but the symbol entries are the symbols' own
+    attribute dicts, not copies: only for immediate, read-only serialisation."""
+    slim = dataclasses.replace(info, exports=(), imports=())
+    result = slim.to_dict()
+    result["exports"] = [vars(s) for s in info.exports]
+    result["imports"] = [vars(s) for s in info.imports]
     return result
 
 

@@ -37,8 +37,8 @@ from relib_pure.inspection.elf_relocs import (RelocTable, RelocTables, find_rela
                                               has_relocation_type, make_table)
 from relib_pure.inspection.elf_symbols import VersionTables, read_symbols, read_versions
 from relib_pure.inspection.relib_info import (MAX_COMPILATION_INFO_LEN,
-                                              classify_relib_symbols, decode_compilation_info,
-                                              is_relib_symbol)
+                                              RELIB_PREFIXES, classify_relib_symbols,
+                                              decode_compilation_info)
 from relib_pure.model import CompilationInfo, Hazards, LibraryInfo, RelibInfo, Symbol
 
 __all__ = ["read_elf"]
@@ -391,7 +391,8 @@ class _ElfReader:
     # -- relib -------------------------------------------------------------------
 
     def _relib(self, exports: list[Symbol]) -> RelibInfo | None:
-        relib_names = [s for s in exports if is_relib_symbol(s.name)]
+        prefixes = RELIB_PREFIXES
+        relib_names = [s for s in exports if s.name.startswith(prefixes)]
         if not relib_names:
             return None
         info_symbol = next((s for s in relib_names if s.name == abi.COMPILATION_INFO_SYMBOL),

@@ -123,9 +123,10 @@ def read_symbols(image: Image, strings: StringTable, *, offset: int, count: int,
 
     exports: list[Symbol] = []
     imports: list[ImportedSymbol] = []
-    kinds = C.SYMBOL_KINDS
-    bindings = C.BINDINGS
-    visibilities = C.VISIBILITIES
+    # Tuples indexed by the 4-bit fields: cheaper than dict lookups per symbol.
+    kinds = tuple(C.SYMBOL_KINDS.get(t, f"type{t}") for t in range(16))
+    bindings = tuple(C.BINDINGS.get(b) for b in range(16))
+    visibilities = tuple(C.VISIBILITIES.get(v) for v in range(4))
     by_index = versions.by_index
     blob = strings.blob
     find = blob.find
@@ -135,7 +136,7 @@ def read_symbols(image: Image, strings: StringTable, *, offset: int, count: int,
     # The loop is the hot path for big libraries: locals only, no calls per
     # symbol beyond the name lookup and the model constructors.
     for index, (st_name, info, other, shndx, value, size) in enumerate(rows):
-        binding = bindings.get(info >> 4)
+        binding = bindings[info >> 4]
         if binding is None or index == 0:
             continue  # local (or unknown) bindings are not part of the interface
         end = find(b"\0", st_name)
@@ -143,7 +144,7 @@ def read_symbols(image: Image, strings: StringTable, *, offset: int, count: int,
             image.fail(f"dynamic symbol {index}: name offset {st_name:#x} is outside the "
                        f"string table or not NUL-terminated")
         name = blob[st_name:end].decode("utf-8", "backslashreplace")
-        kind = kinds.get(info & 0xF) or f"type{info & 0xF}"
+        kind = kinds[info & 0xF]
         version: str | None = None
         version_file: str | None = None
         hidden = False
@@ -161,7 +162,7 @@ def read_symbols(image: Image, strings: StringTable, *, offset: int, count: int,
         if shndx == C.SHN_UNDEF:
             imports.append(ImportedSymbol(name, kind, binding == "weak", version, version_file))
             continue
-        visibility = visibilities.get(other & 0x3)
+        visibility = visibilities[other & 0x3]
         if visibility is None:
             continue  # hidden/internal symbols cannot be bound from outside
         exports.append(Symbol(name, kind, binding, visibility, size, value, version,

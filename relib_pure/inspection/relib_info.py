@@ -18,13 +18,14 @@ from relib_pure.errors import InspectionError
 from relib_pure.model import CompilationInfo, RelibFunction, RelibInfo
 
 __all__ = ["decode_compilation_info", "classify_relib_symbols", "is_relib_symbol",
-           "MAX_COMPILATION_INFO_LEN"]
+           "MAX_COMPILATION_INFO_LEN", "RELIB_PREFIXES"]
 
 #: A compilation-info string longer than this is a corrupt length field (the
 #: real one is about 70 bytes).
 MAX_COMPILATION_INFO_LEN = 4096
 
-_RELIB_PREFIXES = (abi.PUBLIC_PREFIX, abi.COMPILATION_INFO_SYMBOL)
+#: ``str.startswith`` argument matching relib's own symbol names
+RELIB_PREFIXES = (abi.PUBLIC_PREFIX, abi.COMPILATION_INFO_SYMBOL)
 _EXPORTIFY = frozenset({"main", "before_unload"})
 
 
@@ -69,7 +70,7 @@ def decode_compilation_info(raw: str, source: str) -> CompilationInfo:
 
 def is_relib_symbol(name: str) -> bool:
     """Whether ``name`` is one of relib's own symbols (not a libc hook)."""
-    return name.startswith(_RELIB_PREFIXES)
+    return name.startswith(RELIB_PREFIXES)
 
 
 def _split(rest: str) -> tuple[str | None, str]:
