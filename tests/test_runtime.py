@@ -433,3 +433,20 @@ def test_unload_refused_on_the_owner_thread_itself(native) -> None:
     assert info.value.code == "unload.wrong-thread"
     assert module.loaded
     assert module.unload().clean
+
+
+def test_dlopen_flags_are_the_ones_asked_for(native) -> None:
+    path = native("rt_flags")  # calls a function nobody defines, shadows getpid()
+    with pytest.raises(LoadError) as info:
+        load(path)  # RTLD_NOW: the undefined function is resolved up front
+    assert info.value.code == "load.dlopen"
+    assert "rt_flags_undefined_function" in info.value.message
+    assert not mapped(path)
+    with load(path, lazy=True) as module:
+        assert module.function("rt_flags_ok")() == 5
+        # without DEEPBIND the library's own getpid() call binds to libc's
+        assert module.function("rt_flags_getpid")() == os.getpid()
+    assert module.report is not None and module.report.clean
+    with load(path, lazy=True, deepbind=True) as module:
+        assert module.function("rt_flags_getpid")() == 424242
+    assert not mapped(path)
