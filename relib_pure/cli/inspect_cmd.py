@@ -87,8 +87,8 @@ def execute(args: argparse.Namespace, out: TextIO | None = None,
             out.write("\n")
         first = False
         out.write(render_text(info, show_all=args.all))
-    for e in errors:
-        print(f"relib-pure inspect: {e}", file=err)
+    for error in errors:
+        print(f"relib-pure inspect: {error}", file=err)
     return EXIT_USAGE if errors else EXIT_OK
 
 

@@ -17,7 +17,7 @@ from relib_pure.errors import InspectionError
 __all__ = ["Buffer", "Image"]
 
 #: What readers accept as file contents: ``bytes`` or a read-only ``mmap``.
-Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
+Buffer = Union[bytes, bytearray, mmap.mmap]
 
 
 class Image:

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import io
 import logging
+import mmap
 import struct
-from typing import Any
+from typing import IO, Any, cast
 
 from elftools.common.exceptions import ELFError
 from elftools.construct import ConstructError
@@ -99,8 +100,8 @@ class _ElfReader:
         image.check(0, header_size, "ELF header")
         self.e_type, self.e_machine = image.unpack(struct.Struct(self.endian + "HH"), 16,
                                                    "ELF header")
-        stream = data if hasattr(data, "seek") else io.BytesIO(data)
-        self.elf = ELFFile(stream)
+        stream = data if isinstance(data, mmap.mmap) else io.BytesIO(data)
+        self.elf = ELFFile(cast(IO[bytes], stream))
         self.loads: list[tuple[int, int, int]] = []   # (vaddr, filesz, offset)
         self.segments: list[tuple[int, Any]] = []     # (type, header)
         self.dynamic: dict[int, list[int]] = {}
