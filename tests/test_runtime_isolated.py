@@ -155,3 +155,16 @@ def test_interpreter_exit_unloads_forgotten_modules(native) -> None:
     assert proc.stdout.strip() == "loaded"
     assert "left loaded at exit" not in proc.stderr
     assert proc.stderr.count("unloaded cleanly at exit") == 2, proc.stderr
+
+
+def test_hanging_export_under_probe_times_out(native) -> None:
+    report = probe(native("rt_basic"), call="rt_hang", timeout=3)
+    assert report.timed_out and report.crashed and report.stage == "call"
+    assert report.exit_code == 1 and report.signal is None
+    validate_run_json(report.to_dict())
+
+
+def test_incompatible_library_exit_2(native) -> None:
+    code, data, _ = run_cli(str(native("cross_foreign")))
+    assert code == 2
+    assert data["error"]["code"].startswith("compat.") and data["stage"] == "validate"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relib_pure.errors import RelibError
+from relib_pure.runtime.report import UnloadReport
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +168,8 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
         return RunResult(shown, stage, call_info, report.to_dict(), None)
     except RelibError as e:
         # a failed call still unloads (finally above): keep that report
-        report_obj = getattr(e, "report", None) or report
+        carried = getattr(e, "report", None)  # compat errors carry a CheckReport
+        report_obj = carried if isinstance(carried, UnloadReport) else report
         unload = report_obj.to_dict() if report_obj is not None else None
         return RunResult(shown, stage, call_info, unload, e.to_dict())
 
