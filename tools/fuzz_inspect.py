@@ -88,6 +88,7 @@ class Sample:
     data: bytes
     fields: tuple[Field, ...]
     suffix: str
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,8 @@ def pe_fields(data: bytes) -> tuple[Field, ...]:
 def load_sample(name: str, path: Path) -> Sample:
     data = path.read_bytes()
     fields = elf_fields(data) or pe_fields(data)
-    return Sample(name=name, data=data, fields=fields, suffix=path.suffix or ".bin")
+    return Sample(name=name, data=data, fields=fields, suffix=path.suffix or ".bin",
+                  path=str(path))
 
 
 # -- mutations -----------------------------------------------------------------------------
@@ -360,7 +362,10 @@ def make_mutant(corpus: list[Sample], seed: int, index: int) -> Mutant:
     rng = random.Random(f"relib-pure-fuzz/{seed}/{index}")
     sample = corpus[rng.randrange(len(corpus))]
     kind = rng.choices([k for k, _ in KINDS], weights=[w for _, w in KINDS])[0]
-    data, description = _MUTATORS[kind](rng, sample, corpus)
+    for _ in range(8):
+        data, description = _MUTATORS[kind](rng, sample, corpus)
+        if data != sample.data:  # e.g. a field set to its own value: draw again
+            break
     return Mutant(index=index, base=sample.name, kind=kind, description=description, data=data,
                   suffix=sample.suffix)
 
@@ -432,7 +437,7 @@ def build_corpus(names: list[str] | None) -> tuple[list[Sample], dict[str, str]]
     missing: dict[str, str] = {}
     for name in chosen:
         try:
-            samples.append(load_sample(name, build_fixtures.build(name)))
+            samples.append(load_sample(name, build_fixtures.build(name).resolve()))
         except build_fixtures.FixtureUnavailable as e:
             missing[name] = str(e)
     return samples, missing
@@ -445,7 +450,9 @@ def worker_main(args: argparse.Namespace) -> int:
     except (ValueError, OSError):
         pass
     logging.disable(logging.CRITICAL)  # readers may log warnings on hostile input
-    corpus, _ = build_corpus(args.fixtures)
+    # the parent already built the fixtures: load them straight from its paths
+    corpus = [load_sample(name, Path(path)) for name, path in
+              (item.split("=", 1) for item in args.worker_paths.split(os.pathsep))]
     target = _load_target(args.target)
     check = None if args.no_check else _load_check()
     sys.stdout.write("ready\n")
@@ -485,8 +492,9 @@ class Summary:
 
 
 def _spawn(args: argparse.Namespace) -> _Worker:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--seed", str(args.seed),
-           "--target", args.target, "--fixtures", ",".join(args.fixtures)]
+    paths = os.pathsep.join(f"{name}={path}" for name, path in args.fixture_paths)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", paths, "--seed",
+           str(args.seed), "--target", args.target]
     if args.no_check:
         cmd.append("--no-check")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -624,7 +632,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--replay", type=int, metavar="INDEX",
                     help="rebuild mutant INDEX, run it in this process and report")
     ap.add_argument("--save", metavar="PATH", help="with --replay: write the mutant there")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--worker", dest="worker_paths", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.count < 0 or args.time_limit <= 0 or args.jobs < 1:
         ap.error("--count must be >= 0, --time-limit > 0, --jobs >= 1")
@@ -633,7 +641,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.worker:
+    if args.worker_paths:
         return worker_main(args)
     corpus, missing = build_corpus(args.fixtures)
     for name, why in missing.items():
@@ -642,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         print("fuzz_inspect: no fixture could be built", file=sys.stderr)
         return 2
     args.fixtures = [s.name for s in corpus]
+    args.fixture_paths = [(s.name, s.path) for s in corpus]
     if args.replay is not None:
         return replay(args, corpus)
     started = time.monotonic()
