@@ -304,6 +304,26 @@ def test_foreign_architecture(native) -> None:
     assert info.bits == (64 if info.machine == "aarch64" else 32)
 
 
+def test_elf32_with_rel_relocations(native) -> None:
+    info = inspect(native("inspect_elf32"))
+    assert (info.bits, info.machine, info.endianness) == (32, "i386", "little")
+    assert info.find_export("tiny_protected").visibility == "protected"
+    assert info.find_export("tiny_tls").kind == "tls"
+    assert info.hazards.static_tls and info.hazards.tls_size == 4
+    assert "R_386_TLS_TPOFF" in readelf("-r", "-W", native("inspect_elf32"))
+
+
+def test_big_endian(native) -> None:
+    path = native("inspect_be64")
+    info = inspect(path)
+    assert (info.bits, info.machine, info.endianness) == (64, "aarch64", "big")
+    assert info.find_export("tiny_add").kind == "func"
+    assert info.find_export("tiny_counter").size == 4
+    # no DF_STATIC_TLS here: only the TPREL64 relocation shows the static TLS
+    assert info.hazards.static_tls and "STATIC_TLS" not in info.dynamic_flags
+    assert "R_AARCH64_TLS_TPREL" in readelf("-r", "-W", path)
+
+
 # -- the relib part -----------------------------------------------------------------------
 
 
@@ -551,19 +571,26 @@ def test_librustc_driver_matches_readelf() -> None:
 # -- layouts the fixtures do not show directly ---------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["c_versioned", "rust_tls"])
-def test_without_section_headers(native, tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize("name, hash_tag", [("c_versioned", "GNU_HASH"),
+                                            ("rust_tls", "GNU_HASH"),
+                                            ("inspect_elf32", "HASH")])
+def test_without_section_headers(native, tmp_path: Path, name: str, hash_tag: str) -> None:
     """sstrip-style files: symbols are found through the dynamic section and
-    counted from the GNU hash table, exactly as with section headers."""
+    counted from the (GNU or SysV) hash table, exactly as with section headers."""
     path = native(name)
     original = inspect(path)
     data = bytearray(path.read_bytes())
-    data[0x28:0x30] = bytes(8)             # e_shoff
-    data[0x3C:0x40] = bytes(4)             # e_shnum, e_shstrndx
+    if original.bits == 64:
+        data[0x28:0x30] = bytes(8)         # e_shoff
+        data[0x3C:0x40] = bytes(4)         # e_shnum, e_shstrndx
+    else:
+        data[0x20:0x24] = bytes(4)
+        data[0x30:0x34] = bytes(4)
     stripped = tmp_path / path.name
     stripped.write_bytes(bytes(data))
     info = inspect(stripped)
-    assert "GNU_HASH" in {t for t, _ in readelf_dynamic(path)}
+    tags = {t for t, _ in readelf_dynamic(path)}
+    assert hash_tag in tags and (hash_tag == "GNU_HASH" or "GNU_HASH" not in tags)
     assert info.exports == original.exports and info.imports == original.imports
     assert info.version_needs == original.version_needs
     assert info.comments == ()  # .comment is only reachable through section headers

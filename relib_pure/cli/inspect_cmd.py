@@ -157,7 +157,8 @@ def _size(n: int) -> str:
 
 
 def _summary(info: LibraryInfo) -> str:
-    parts = [f"{info.format.upper()} {info.machine} {info.bits}-bit {info.os}"]
+    big = " big-endian" if info.endianness == "big" else ""
+    parts = [f"{info.format.upper()} {info.machine} {info.bits}-bit{big} {info.os}"]
     if info.pe is not None:
         parts.append(f"dll {info.pe.dll_name}" if info.pe.dll_name else "dll")
     elif info.soname:
