@@ -1,10 +1,29 @@
 """The runtime host: load a native library, call it from any thread, unload it, prove it left.
 
-Public API: :func:`load` (-> :class:`Module`), :meth:`Module.function`,
-:meth:`Module.unload` (-> :class:`UnloadReport`), :func:`probe` (the same cycle
-in a child process). :func:`validate` / :func:`load_validated` split ``load``
-in its two steps. Protocols (relib) plug in through
-:mod:`relib_pure.runtime.driver`.
+Public API: :func:`load` (-> :class:`Module`), :meth:`Module.function` /
+:meth:`Module.bind`, :meth:`Module.unload` (-> :class:`UnloadReport`),
+:meth:`Module.retry_unload`, :func:`probe` (the same cycle in a child
+process). :func:`validate` / :func:`load_validated` split ``load`` in its two
+steps. Protocols (relib) plug in through :mod:`relib_pure.runtime.driver`.
+
+::
+
+    from ctypes import c_int
+    import relib_pure
+
+    with relib_pure.load("libplain.so") as lib:          # static checks, dlopen, identity
+        add = lib.function("plain_add", c_int, (c_int, c_int))
+        add(1, 2)                                         # from any thread
+    print(lib.report.summary())                           # unloaded? leaks? why still mapped?
+
+    report = relib_pure.probe("libcrashy.so", call="boom")   # a segfault becomes a report
+    report.signal_name                                        # 'SIGSEGV'
+
+Modules: :mod:`.dl` (libc loader calls), :mod:`.procfs` (``/proc/self``
+snapshots), :mod:`.owner` (owner thread), :mod:`.validate` (static validation
+and file identity), :mod:`.module` (``Module``), :mod:`.verify` and
+:mod:`.report` (what unload proves), :mod:`.probe` (child-process cycle),
+:mod:`.exit` (interpreter exit).
 """
 
 from __future__ import annotations
