@@ -376,9 +376,11 @@ class Driver:
     """Host side of one module, every call on the thread that created it (§4.1, §4.2)."""
 
     def __init__(self, path: str, gen: str, unloading: bool = True,
-                 unset: tuple[str, ...] = ()) -> None:
+                 unset: tuple[str, ...] = (), failing: str = "", silent: str = "") -> None:
         self.path, self.gen, self.unloading = path, gen, unloading
         self.unset = unset  # slots left holding the module's placeholder
+        self.failing = failing  # this import reports failure (a "host panic")
+        self.silent = silent  # this import never writes the success flag (a host bug)
         self.owner = threading.get_ident()
         self.store: dict[int, tuple[int, int]] = {}
         self.store_lock = threading.Lock()
@@ -474,6 +476,10 @@ class Driver:
         conv = IMPORT_CONV[self.gen]
         slot = f"__relib__Imports_{name}"
         events = self.events["imports"]
+        if name == self.failing:
+            def fail(*_args: Any) -> Any:
+                raise RuntimeError(f"import {name} fails on purpose")
+            fn = fail
 
         if conv == "plain":
             def plain(*args: Any) -> Any:
@@ -495,6 +501,8 @@ class Driver:
         else:
             def conv_b(success: Any, *args: Any) -> Any:
                 events.append(name)
+                if name == self.silent:
+                    return None if restype is None else 0
                 try:
                     value = fn(*args)
                 except Exception:
@@ -717,6 +725,12 @@ def scenario_unset_slot(path: str, gen: str, slot: str) -> dict[str, Any]:
     return {"survived": True}
 
 
+def scenario_import_fails(path: str, gen: str, failing: str = "", silent: str = "") -> dict[str, Any]:
+    """call_imports with one import that reports failure or leaves the flag alone."""
+    d = Driver(path, gen, failing=failing, silent=silent)
+    return {"call_imports": d.call("__relib__Exports_call_imports", ctypes.c_bool)}
+
+
 def scenario_set_dealloc_callback(path: str, gen: str) -> dict[str, Any]:
     d = Driver(path, gen)
     f = getattr(d.lib, IEXP + "set_dealloc_callback")
@@ -728,7 +742,7 @@ def scenario_set_dealloc_callback(path: str, gen: str) -> dict[str, Any]:
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "full": scenario_full, "main": scenario_main_only, "locked": scenario_locked_allocator,
     "nounload": scenario_nounload, "keys": scenario_pthread_keys, "unset": scenario_unset_slot,
-    "dealloc_callback": scenario_set_dealloc_callback,
+    "dealloc_callback": scenario_set_dealloc_callback, "import_fails": scenario_import_fails,
 }
 
 
@@ -917,6 +931,23 @@ def test_unset_slot_aborts(native: Callable[[str], Path], slot: str) -> None:
     code, r, _out, err = drive(native("relib_0_7"), "0_7", "unset", slot=slot)
     assert code == -6 and r == {}
     assert "called before the host set it" in err
+
+
+@pytest.mark.parametrize("gen, text", [
+    ("0_2_3", "[relib] host panicked while executing an import of module, aborting"),
+    ("0_3", '[relib] host panicked while executing import "primitive_ret" of module, aborting'),
+    ("0_7", '[relib] host panicked while executing import "primitive_ret" of module, aborting'),
+])
+def test_failing_import_aborts(native: Callable[[str], Path], gen: str, text: str) -> None:
+    code, r, _out, err = drive(native(f"relib_{gen}"), gen, "import_fails", failing="primitive_ret")
+    assert code == -6 and r == {}
+    assert text in err
+
+
+def test_import_that_leaves_the_success_flag_alone_aborts(native: Callable[[str], Path]) -> None:
+    code, r, _out, err = drive(native("relib_0_7"), "0_7", "import_fails", silent="empty")
+    assert code == -6 and r == {}
+    assert 'host did not set the success flag of import "empty" (byte 0xa5)' in err
 
 
 def test_set_dealloc_callback_is_unrecoverable_on_linux(native: Callable[[str], Path]) -> None:
