@@ -38,6 +38,9 @@ OwnerMode = Literal["thread", "caller"]
 
 #: how long unload waits for the owner thread to leave the kernel's task list
 OWNER_EXIT_TIMEOUT = 5.0
+#: how long a thread that is just exiting (joined, or a Python thread whose
+#: ``join`` already returned) may take to leave the task list before it counts
+THREAD_SETTLE = 0.2
 
 # Serialises every load in the process (the already-loaded check and dlopen
 # must be one step, or two racing loads of one file could both pass the check).
@@ -367,7 +370,7 @@ class Module:
                 self._give_up()
             raise
         assert self._before is not None
-        threads = verify.new_threads(self._before, settle=0.05)
+        threads = verify.new_threads(self._before, settle=THREAD_SETTLE)
         if threads:
             usable = self._still_usable()
             if not usable:
@@ -433,7 +436,7 @@ class Module:
         return UnloadReport(
             path=self.path, driver=self.driver.name, owner=self.owner, unloaded=unloaded,
             loader_knows=loader_knows, causes=causes, still_mapped=still, retried=retried,
-            threads=verify.new_threads(self._before),
+            threads=verify.new_threads(self._before, settle=THREAD_SETTLE),
             fds=verify.leaked_fds(self._before),
             mappings=verify.leaked_mappings(self._before, maps, v.file, v.real_path,
                                             _other_files(self)),
