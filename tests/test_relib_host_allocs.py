@@ -1,0 +1,59 @@
+"""Allocation tracking with full 20,000-op batches (relib-abi.md §4.3).
+
+The bench variant of the fixture makes ``n`` small allocations, keeps every
+``keep_every``-th and frees the rest, so the host receives dozens of full
+batches (allocs, then deallocs of pointers flushed long before). Unload must
+hand back exactly the kept blocks: compared with a run that keeps nothing, the
+freed count and bytes differ by exactly the kept blocks (32 bytes each). With
+``dealloc_validation`` every free of a flushed pointer asks ``is_ptr_allocated``,
+which must see batches still queued for the background fold.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+
+import pytest
+
+from relib_pure.relib import load_module
+
+BENCH = {"bench_allocs": (ctypes.c_uint64, [ctypes.c_uint64, ctypes.c_uint64])}
+N = 200_000
+
+
+def _run(path, keep_every: int, owner: str) -> tuple[int, dict]:
+    m = load_module(path, exports=BENCH, owner=owner)
+    kept = m.exports.bench_allocs(N, keep_every)
+    store = m.driver.store
+    report = m.unload()
+    assert report.unloaded, report
+    assert store.batches >= N // 20_000  # full batches really went through the host
+    return kept, report.extra
+
+
+@pytest.mark.parametrize("variant,owner", [("relib_bench_0_7", "caller"),
+                                           ("relib_bench_0_7_validation", "thread"),
+                                           ("relib_bench_0_1_8", "thread")])
+def test_exit_gets_exactly_the_kept_blocks(native, tmp_path, variant: str, owner: str) -> None:
+    path = tmp_path / "libbench.so"
+    shutil.copyfile(native(variant), path)
+    none_kept, base = _run(path, 0, owner)
+    kept, extra = _run(path, 10, owner)
+    assert (none_kept, kept) == (0, N // 10)
+    assert extra["freed_allocations"] - base["freed_allocations"] == kept
+    assert extra["freed_bytes"] - base["freed_bytes"] == kept * 32
+
+
+def test_store_counts_ops_and_folds_before_answering(native) -> None:
+    m = load_module(native("relib_bench_0_7_validation"), exports=BENCH)
+    try:
+        kept = m.exports.bench_allocs(60_000, 3)
+        store = m.driver.store
+        assert store.ops >= 60_000  # 60k allocs were flushed in full batches
+        live = m.live_allocations()  # folds whatever is still queued
+        # the module's cache may still hold up to 20,000 ops it has not flushed
+        assert kept == 20_000 and kept - 20_000 <= live <= kept + 10
+        assert store.is_ptr_allocated(0) is False
+    finally:
+        assert m.unload().unloaded
