@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from relib_pure.errors import (AlreadyLoaded, CallError, LoadError, ModuleUnloaded, RelibError,
@@ -498,7 +499,6 @@ def _other_files(module: Module) -> frozenset[tuple[int, int]]:
 
 
 def _with_timings(report: UnloadReport, timings: dict[str, float]) -> UnloadReport:
-    from dataclasses import replace
     return replace(report, timings_us=dict(timings))
 
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "Mapping", "FileId", "file_id", "read_maps", "maps_fd", "parse_line", "parse_maps", "ranges",
+    "Mapping", "FileId", "file_id", "read_maps", "parse_line", "parse_maps", "ranges",
     "lines_with", "maps_mention",
     "mapping_at", "task_ids", "fd_targets", "thread_name", "wait_task_gone",
 ]
@@ -104,11 +104,6 @@ def read_maps() -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def maps_fd() -> int:
-    """The descriptor :func:`read_maps` keeps open (``-1`` before the first read)."""
-    return _maps_fd if _maps_pid == os.getpid() else -1
-
-
 def parse_line(line: bytes) -> Mapping | None:
     parts = line.split(None, 5)
     if len(parts) < 5:
@@ -186,17 +181,14 @@ def thread_name(tid: int) -> str:
         return ""
 
 
-def fd_targets(exclude: frozenset[int] = frozenset()) -> dict[int, str]:
+def fd_targets() -> dict[int, str]:
     """Open descriptors and what they point to (``readlink`` of ``/proc/self/fd/N``)."""
     out: dict[int, str] = {}
     # listdir opens a descriptor of its own for the directory; it is gone by the
     # time readlink runs, so it simply fails and is skipped.
     for name in os.listdir(_FD):
-        fd = int(name)
-        if fd in exclude:
-            continue
         try:
-            out[fd] = os.readlink(f"{_FD}/{name}")
+            out[int(name)] = os.readlink(f"{_FD}/{name}")
         except OSError:
             continue
     return out
