@@ -168,3 +168,18 @@ def test_incompatible_library_exit_2(native) -> None:
     code, data, _ = run_cli(str(native("cross_foreign")))
     assert code == 2
     assert data["error"]["code"].startswith("compat.") and data["stage"] == "validate"
+
+
+def test_cli_flags_reach_dlopen(native) -> None:
+    lib = str(native("rt_flags"))
+    code, data, _ = run_cli(lib)
+    assert code == 2 and data["error"]["code"] == "load.dlopen"
+    code, data, _ = run_cli(lib, "--lazy", "--deepbind", "--call", "rt_flags_getpid",
+                            "--restype", "int", "--isolated")
+    assert code == 0 and data["call"]["last_result"] == 424242
+
+
+def test_relib_module_as_a_plain_library(native) -> None:
+    """Without the relib protocol nothing of relib runs; it still maps and leaves cleanly."""
+    code, data, _ = run_cli(str(native("relib_0_7")))
+    assert code == 0 and data["clean"] and data["unload"]["driver"] == "plain"

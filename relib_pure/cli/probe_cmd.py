@@ -25,4 +25,5 @@ def execute(args: argparse.Namespace) -> int:
     from relib_pure.runtime.probe import child_main
 
     return child_main(args.path, call=args.call, restype=args.restype, times=args.times,
-                      owner=args.owner, check=args.check)
+                      owner=args.owner, check=args.check, lazy=args.lazy,
+                      deepbind=args.deepbind)

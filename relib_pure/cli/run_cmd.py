@@ -33,6 +33,9 @@ def add_cycle_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the module on a dedicated owner thread (default) or here")
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="skip the static compatibility checks")
+    parser.add_argument("--lazy", action="store_true",
+                        help="dlopen with RTLD_LAZY instead of RTLD_NOW")
+    parser.add_argument("--deepbind", action="store_true", help="dlopen with RTLD_DEEPBIND")
 
 
 def configure_parser(subparsers: Any) -> None:
@@ -92,10 +95,12 @@ def execute(args: argparse.Namespace) -> int:
     result: Any
     if args.isolated:
         result = probe(args.path, call=args.call, restype=args.restype, times=args.times,
-                       owner=args.owner, check=args.check, timeout=args.timeout)
+                       owner=args.owner, check=args.check, lazy=args.lazy,
+                       deepbind=args.deepbind, timeout=args.timeout)
     else:
         result = run_cycle(args.path, call=args.call, restype=args.restype, times=args.times,
-                           owner=args.owner, check=args.check)
+                           owner=args.owner, check=args.check, lazy=args.lazy,
+                           deepbind=args.deepbind)
     data = result.to_dict()
     if args.json:
         print(json.dumps(data, indent=2))

@@ -125,6 +125,7 @@ class ProbeReport:
 
 def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype: str = "void",
               times: int = 1, owner: str = "thread", policy: Any = None, check: bool = True,
+              lazy: bool = False, deepbind: bool = False,
               on_stage: Callable[[str], None] | None = None) -> RunResult:
     """Load ``path``, call ``call()`` ``times`` times, unload and verify, here.
 
@@ -151,7 +152,8 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
         reach("validate")
         validated = validate(path, policy=policy, check=check)
         reach("load")
-        module = load_validated(validated, owner=owner)  # type: ignore[arg-type]
+        module = load_validated(validated, owner=owner,  # type: ignore[arg-type]
+                                lazy=lazy, deepbind=deepbind)
         try:
             if call is not None:
                 fn = module.function(call, RESTYPES[restype], ())
@@ -182,8 +184,8 @@ def _signal_name(num: int) -> str:
 
 
 def probe(path: str | os.PathLike[str], *, call: str | None = None, restype: str = "void",
-          times: int = 1, owner: str = "thread", check: bool = True,
-          timeout: float = 60.0) -> ProbeReport:
+          times: int = 1, owner: str = "thread", check: bool = True, lazy: bool = False,
+          deepbind: bool = False, timeout: float = 60.0) -> ProbeReport:
     """Run :func:`run_cycle` in a child ``python -m relib_pure probe`` and report.
 
     The child is the same interpreter with ``faulthandler`` on, so a crash
@@ -198,6 +200,10 @@ def probe(path: str | os.PathLike[str], *, call: str | None = None, restype: str
         cmd += ["--call", call]
     if not check:
         cmd.append("--no-check")
+    if lazy:
+        cmd.append("--lazy")
+    if deepbind:
+        cmd.append("--deepbind")
     env = dict(os.environ)
     # the child must import this very package, wherever it was imported from
     pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -230,13 +236,14 @@ def probe(path: str | os.PathLike[str], *, call: str | None = None, restype: str
 
 
 def child_main(path: str, *, call: str | None, restype: str, times: int, owner: str,
-               check: bool) -> int:
+               check: bool, lazy: bool = False, deepbind: bool = False) -> int:
     """The child side of :func:`probe`: stage lines then the result, on stdout."""
     def emit(obj: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(obj) + "\n")
         sys.stdout.flush()  # a crash right after must not lose the line
 
     result = run_cycle(path, call=call, restype=restype, times=times, owner=owner, check=check,
+                       lazy=lazy, deepbind=deepbind,
                        on_stage=lambda s: emit({"stage": s}))
     emit({"result": result.to_dict()})
     return result.exit_code
