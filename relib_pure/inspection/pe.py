@@ -111,6 +111,8 @@ def _read(path: str, pe: pefile.PE, data: Data, size: int) -> LibraryInfo:
     pe.parse_data_directories(directories=[_DIR_EXPORT, _DIR_IMPORT])
     _check_table_warnings(path, pe.get_warnings()[before:])
 
+    _check_export_directory(path, pe, size)
+    _check_import_descriptors(path, pe, data, size)
     exports = _exports(path, pe)
     imports = _imports(path, pe)
     needed = tuple(dict.fromkeys(imp.dll for imp in imports))
@@ -257,10 +259,82 @@ def _name(path: str, raw: bytes | None, what: str) -> str | None:
                               code="inspect.malformed") from e
 
 
+def _directory(pe: pefile.PE, index: int) -> tuple[int, int]:
+    """(RVA, size) of data directory ``index``; (0, 0) when the header has fewer."""
+    entries = pe.OPTIONAL_HEADER.DATA_DIRECTORY
+    if index >= len(entries):
+        return 0, 0
+    return int(entries[index].VirtualAddress), int(entries[index].Size)
+
+
+def _check_export_directory(path: str, pe: pefile.PE, size: int) -> None:
+    """The export arrays and the DLL name must lie in the file.
+
+    pefile clamps a table that runs off its section and reads on, which turns
+    a corrupt count into a list of invented exports.
+    """
+    directory = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
+    if directory is None:
+        return
+    d = directory.struct
+    arrays = (("address table", d.AddressOfFunctions, 4 * d.NumberOfFunctions),
+              ("name pointer table", d.AddressOfNames, 4 * d.NumberOfNames),
+              ("ordinal table", d.AddressOfNameOrdinals, 2 * d.NumberOfNames))
+    for what, rva, length in arrays:
+        if length and _rva_to_offset(pe, rva, length, size) is None:
+            raise InspectionError(f"export {what} at RVA 0x{rva:x} (+{length} bytes) is not in "
+                                  "the file", path=path, code="inspect.malformed")
+    if d.Name and _c_string(pe, d.Name, size) is None:
+        raise InspectionError(f"export directory DLL name at RVA 0x{d.Name:x} is not in the "
+                              "file", path=path, code="inspect.malformed")
+
+
+def _check_import_descriptors(path: str, pe: pefile.PE, data: Data, size: int) -> None:
+    """Every import descriptor up to the null one must name a DLL and an address table.
+
+    pefile silently drops a descriptor whose name it cannot read, which would
+    hide a whole DLL from ``needed``.
+    """
+    rva, _ = _directory(pe, _DIR_IMPORT)
+    if not rva:
+        return
+    count = 0
+    while True:
+        at = _rva_to_offset(pe, rva + 20 * count, 20, size)
+        if at is None:
+            raise InspectionError(f"import descriptor {count} at RVA 0x{rva + 20 * count:x} is "
+                                  "not in the file", path=path, code="inspect.malformed")
+        _oft, _stamp, _chain, name, first_thunk = struct.unpack_from("<IIIII", data, at)
+        if not any(struct.unpack_from("<IIIII", data, at)):
+            break
+        if not name or _c_string(pe, name, size) is None:
+            raise InspectionError(f"import descriptor {count}: DLL name at RVA 0x{name:x} is "
+                                  "not in the file", path=path, code="inspect.malformed")
+        if not first_thunk:
+            raise InspectionError(f"import descriptor {count} has no import address table",
+                                  path=path, code="inspect.malformed")
+        count += 1
+    parsed = len(getattr(pe, "DIRECTORY_ENTRY_IMPORT", ()))
+    if parsed != count:
+        raise InspectionError(f"import table holds {count} DLLs, {parsed} readable", path=path,
+                              code="inspect.malformed")
+
+
+def _c_string(pe: pefile.PE, rva: int, size: int) -> int | None:
+    """File offset of a NUL-terminated string at ``rva``, or None if it runs off the file."""
+    at = _rva_to_offset(pe, rva, 1, size)
+    if at is None:
+        return None
+    section_end = next(s.PointerToRawData + s.SizeOfRawData for s in pe.sections
+                       if s.VirtualAddress <= rva < s.VirtualAddress + s.SizeOfRawData)
+    end = pe.__data__.find(b"\0", at, min(section_end, size))
+    return at if end >= 0 else None
+
+
 def _exports(path: str, pe: pefile.PE) -> tuple[PEExport, ...]:
     directory = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
     if directory is None:
-        if pe.OPTIONAL_HEADER.DATA_DIRECTORY[_DIR_EXPORT].VirtualAddress:
+        if _directory(pe, _DIR_EXPORT)[0]:
             raise InspectionError("export directory could not be read", path=path,
                                   code="inspect.malformed")
         return ()
@@ -295,7 +369,7 @@ def _has_null_named(pe: pefile.PE, directory: object) -> bool:
 def _imports(path: str, pe: pefile.PE) -> tuple[PEImport, ...]:
     entries = getattr(pe, "DIRECTORY_ENTRY_IMPORT", None)
     if entries is None:
-        if pe.OPTIONAL_HEADER.DATA_DIRECTORY[_DIR_IMPORT].VirtualAddress:
+        if _directory(pe, _DIR_IMPORT)[0]:
             raise InspectionError("import directory could not be read", path=path,
                                   code="inspect.malformed")
         return ()
@@ -427,11 +501,11 @@ def _has_base_reloc(pe: pefile.PE, data: Data, size: int, rva: int, kind: int) -
     Walks block headers only (8 bytes each) to the block of ``rva``'s page, so
     a large ``.reloc`` costs a few hops, not a full parse.
     """
-    directory = pe.OPTIONAL_HEADER.DATA_DIRECTORY[_DIR_BASERELOC]
-    start = _rva_to_offset(pe, directory.VirtualAddress, directory.Size, size)
-    if not directory.VirtualAddress or start is None:
+    dir_rva, dir_size = _directory(pe, _DIR_BASERELOC)
+    start = _rva_to_offset(pe, dir_rva, dir_size, size)
+    if not dir_rva or start is None:
         return False
-    end = start + directory.Size
+    end = start + dir_size
     page = rva & ~0xFFF
     pos = start
     while pos + 8 <= end:
