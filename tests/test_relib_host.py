@@ -58,8 +58,9 @@ def test_exports_of_every_kind(native, gen: str) -> None:
 @pytest.mark.parametrize("gen", ALL)
 def test_imports_called_by_the_module(native, gen: str) -> None:
     host = HostImports(gen)
-    with load_fixture(native(GENERATION_FIXTURES[gen]), gen, host=host) as m:
-        assert m.exports.call_imports() is True
+    m = load_fixture(native(GENERATION_FIXTURES[gen]), gen, host=host)
+    assert m.exports.call_imports() is True
+    report = m.unload()
     expected = ["empty", "primitive", "primitive_ret", "ref_"]
     if gen in STRUCT_IMPORTS:
         expected += ["ref_ret", "point"]
@@ -70,6 +71,9 @@ def test_imports_called_by_the_module(native, gen: str) -> None:
     assert values["ref_"] == ONES
     if gen in STRUCT_IMPORTS:
         assert values["point"] == (3, -4)
+    assert report.extra["import_calls"] == len(expected)
+    # 0.3+ boxed returns: the module released every host box through the post slot
+    assert report.extra["pending_import_boxes"] == 0
 
 
 @pytest.mark.parametrize("gen", ALL)

@@ -273,3 +273,36 @@ def test_plain_load_uses_relib_driver(native) -> None:
     assert report.unloaded and report.extra["freed_allocations"] >= 2
 
 
+
+
+@pytest.mark.parametrize("gen,expected", [
+    # 0.1.8-0.2.2: the slot cannot report failure, so the host aborts itself
+    ("0.1.8", "[relib_pure] relib 0.1.8 imports cannot report failure, aborting"),
+    # 0.2.3: the wrapper returns false and the module aborts with relib's text
+    ("0.2.3", "[relib] host panicked while executing an import of module, aborting"),
+    # 0.3+: the success flag is false; the module names the import
+    ("0.3", '[relib] host panicked while executing import "primitive" of module, aborting'),
+])
+def test_raising_import_aborts_per_convention(native, gen: str, expected: str) -> None:
+    from test_relib_host_support import GENERATION_FIXTURES
+
+    proc = run_child("""
+        import sys
+        from test_relib_host_support import HostImports, load_fixture
+        host = HostImports(sys.argv[2])
+        impls = host.implementations()
+        def primitive(x):
+            raise ValueError(f"import primitive refuses {x}")
+        impls["primitive"] = primitive
+        from relib_pure.relib import load_module
+        from test_relib_host_support import EXPORTS, import_types
+        m = load_module(sys.argv[1], exports=EXPORTS, imports=impls,
+                        import_types=import_types(sys.argv[2]))
+        print("calling", flush=True)
+        m.exports.call_imports()
+        print("returned", flush=True)
+    """, str(native(GENERATION_FIXTURES[gen])), gen)
+    assert proc.returncode == -signal.SIGABRT, (proc.returncode, proc.stderr)
+    assert "calling" in proc.stdout and "returned" not in proc.stdout
+    assert "ValueError: import primitive refuses 2147483647" in proc.stderr
+    assert expected in proc.stderr
