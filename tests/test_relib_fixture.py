@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 import subprocess
@@ -83,6 +84,9 @@ def test_symbol_kinds_and_sections(native: Callable[[str], Path], gen: str) -> N
         assert syms[name] == ("OBJECT", "GLOBAL", 8, ".data"), name
 
 
+TRACKER_TEXT = b"module allocator was invoked while module was in the process of unloading"
+
+
 @pytest.mark.parametrize("name", ["relib_0_2_nounload", "relib_0_7_nounload"])
 def test_nounload_variants_have_no_internals(native: Callable[[str], Path], name: str) -> None:
     gen = "0_2" if "0_2" in name else "0_7"
@@ -91,8 +95,9 @@ def test_nounload_variants_have_no_internals(native: Callable[[str], Path], name
     assert not {n for n in relib if n.startswith(("__relib_____Internal",))}
     assert not hooks(gen) & set(syms)
     assert relib == public_exports(gen) | public_imports(gen)
-    # no tracker: the module's allocator is std's System, nothing calls on_alloc
-    assert "__rust_alloc" not in syms
+    # no tracker: its lock message (only the tracker uses it) is not in the file
+    assert TRACKER_TEXT not in native(name).read_bytes()
+    assert TRACKER_TEXT in native(f"relib_{gen}").read_bytes()
 
 
 @pytest.mark.parametrize("name, boxed_main", [
@@ -106,6 +111,35 @@ def test_post_main_exists_only_for_boxed_main(native: Callable[[str], Path], nam
     assert "__relib__main" in syms
     assert ("__post__relib__main" in syms) is boxed_main
     assert "__post__relib__before_unload" not in syms
+
+
+def variant_cfgs(variant: dict[str, Any]) -> tuple[str, set[str]]:
+    """(generation, cfgs) of a fixture.json variant."""
+    args = variant["args"]
+    cfgs = {args[i + 1] for i, a in enumerate(args) if a == "--cfg"}
+    (gen,) = [c.removeprefix("gen_") for c in cfgs if c.startswith("gen_")]
+    return gen, cfgs
+
+
+def fixture_variants() -> list[dict[str, Any]]:
+    spec = Path(__file__).resolve().parent.parent / "fixtures" / "relib" / "fixture.json"
+    return list(json.loads(spec.read_text())["variants"])
+
+
+@pytest.mark.parametrize("variant", fixture_variants(), ids=lambda v: v["name"])
+def test_symbol_set_of_every_variant(native: Callable[[str], Path], variant: dict[str, Any]) -> None:
+    """Scenarios and linkers change no symbol, except a boxed main's __post companion."""
+    gen, cfgs = variant_cfgs(variant)
+    syms = defined_dynsyms(native(variant["name"]))
+    expected = public_exports(gen) | public_imports(gen)
+    if "nounload" not in cfgs:
+        expected |= internal_exports(gen) | internal_imports(gen)
+    if "scenario_ret_heap_main" in cfgs:
+        expected.add("__post__relib__main")
+    assert relib_symbols(syms) == expected
+    present_hooks = {h for h in ("__cxa_thread_atexit_impl", "pthread_create", "mmap64", "munmap",
+                                 "pthread_key_create", "pthread_key_delete") if h in syms}
+    assert present_hooks == (set() if "nounload" in cfgs else hooks(gen))
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,14 +244,17 @@ def test_compilation_info_of_each_generation(native: Callable[[str], Path], gen:
     assert how["in_file"] == 0 and how["rela_addend"] and not how["relr"]
 
 
-@pytest.mark.parametrize("name, fields", [
-    ("relib_0_2_nounload", ["0.2.0", "0"]), ("relib_0_7_nounload", ["0.7.0", "0"]),
-    ("relib_0_7_threads_check", ["0.7.0", "1"]), ("relib_0_1_8_panic_main", ["0.1.8"]),
-])
-def test_compilation_info_of_variants(native: Callable[[str], Path], name: str,
-                                      fields: list[str], rustc_fields: list[str]) -> None:
-    text, _ = ElfView(native(name).read_bytes()).compilation_info()
-    assert text.split("|") == rustc_fields + fields
+@pytest.mark.parametrize("variant", fixture_variants(), ids=lambda v: v["name"])
+def test_compilation_info_of_every_variant(native: Callable[[str], Path], variant: dict[str, Any],
+                                           rustc_fields: list[str]) -> None:
+    """What fixture.json asks for (generation cfg, nounload, env) is what the file says."""
+    gen, cfgs = variant_cfgs(variant)
+    fields = [variant["env"]["RELIB_RUSTC_VERSION"].replace("{rustc_version}", rustc_fields[0]),
+              *rustc_fields[1:], RELIB_VERSION[gen]]
+    if gen != "0_1_8":
+        fields.append("0" if "nounload" in cfgs else "1")
+    text, _ = ElfView(native(variant["name"]).read_bytes()).compilation_info()
+    assert text.split("|") == fields
 
 
 def test_compilation_info_oldrustc(native: Callable[[str], Path], rustc_fields: list[str]) -> None:

@@ -85,7 +85,7 @@ def test_before_unload_panic(native: Callable[[str], Path], gen: str) -> None:
     code, r, _out, err = drive(native(f"relib_{gen}_before_unload_panic"), gen, "main")
     assert code == 0, err
     assert r["main"] == [True, None]
-    assert r["unload"]["before_unload"] is False and "threads" in r["unload"]
+    assert r["unload"] == {"before_unload": False}
 
 
 @pytest.mark.parametrize("gen", ["0_1_8", "0_7"])

@@ -326,9 +326,11 @@ class Driver:
         assert threading.get_ident() == self.owner
         report: dict[str, Any] = {}
         report["before_unload"] = self.call("__relib__before_unload")[0]
+        if not report["before_unload"]:
+            return report  # BeforeUnloadPanicked
         report["threads"] = self.internal("spawned_threads_count", ctypes.c_uint64)
-        if not report["before_unload"] or report["threads"]:
-            return report
+        if report["threads"]:
+            return report  # ThreadsStillRunning
         self.internal("lock_module_allocator")
         drops_before = len(self.events["tls_drop_threads"])
         self.internal("run_thread_local_dtors")
