@@ -617,3 +617,23 @@ def test_relative_addend_lookup_outside_sorted_block() -> None:
     assert find_relative_addend(image, sorted_table, 0x9000, 64, 8) == 0x10
     with pytest.raises(InspectionError):
         find_relative_addend(image, table, 0x10, 64, 1027)  # not RELATIVE for aarch64
+
+
+def test_uncommon_machine_is_named(native, tmp_path: Path) -> None:
+    info = inspect(_patched(native, tmp_path, 18, struct.pack("<H", 4)))  # EM_68K
+    assert info.machine == "68k"
+
+
+def test_program_header_count_in_section_zero(native, tmp_path: Path) -> None:
+    """PN_XNUM: e_phnum 0xffff defers the count to section 0's sh_info."""
+    path = native("c_plain")
+    data = bytearray(path.read_bytes())
+    phnum = struct.unpack_from("<H", data, 0x38)[0]
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    struct.pack_into("<H", data, 0x38, 0xFFFF)
+    struct.pack_into("<I", data, shoff + 0x2C, phnum)   # section 0 sh_info
+    patched = tmp_path / "xnum.so"
+    patched.write_bytes(bytes(data))
+    original = inspect(path)
+    info = inspect(patched)
+    assert info.exports == original.exports and info.build_id == original.build_id

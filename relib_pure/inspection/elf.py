@@ -1,10 +1,13 @@
 """ELF reader: the bytes of a shared library -> :class:`~relib_pure.model.LibraryInfo`.
 
-pyelftools reads what is small and fixed (the ELF header, program and section
-headers); the tables that grow with the library (dynamic tags, ``.dynsym``,
-``.gnu.version*``, relocations) are unpacked in bulk with :mod:`struct`,
-located through the dynamic section the way the loader finds them, and bounded
-by their declared sizes and the file size.
+Every table is unpacked in bulk with :mod:`struct`: the ELF, program and
+section headers, the dynamic tags, ``.dynsym``, ``.gnu.version*`` and the
+relocations, located through the dynamic section the way the loader finds
+them and bounded by their declared sizes and the file size. pyelftools is the
+obvious tool, but importing it costs ~30 ms and building its section objects
+parses whole GNU hash tables (~40 ms on librustc_driver), more than this
+module needs for a complete report; it is used only to name machines this
+module does not know.
 
 Accepted: ``ET_DYN`` objects with a dynamic section. That includes PIE
 executables (also ``ET_DYN``; they show an ``interpreter`` and ``PIE`` in
@@ -13,22 +16,16 @@ them). Refused with ``inspect.not-a-library``: ``ET_EXEC`` executables,
 ``ET_REL`` objects, core files, and ``ET_DYN`` files without a dynamic
 section.
 
-Every pyelftools or struct failure is turned into an
+Every struct failure is turned into an
 :class:`~relib_pure.errors.InspectionError` (``inspect.truncated`` or
 ``inspect.malformed``) naming the file, in :func:`read_elf` only.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import mmap
 import struct
-from typing import IO, Any, cast
-
-from elftools.common.exceptions import ELFError
-from elftools.construct import ConstructError
-from elftools.elf.elffile import ELFFile
+from typing import Any
 
 from relib_pure import abi
 from relib_pure.errors import InspectionError
@@ -46,9 +43,17 @@ __all__ = ["read_elf"]
 
 logger = logging.getLogger(__name__)
 
-# What pyelftools and struct raise on hostile bytes besides InspectionError.
-_PARSE_ERRORS = (ELFError, ConstructError, struct.error, ValueError, IndexError, KeyError,
-                 OverflowError, UnicodeDecodeError, TypeError, AttributeError, AssertionError)
+# What struct and the decoding raise on hostile bytes besides InspectionError.
+_PARSE_ERRORS = (struct.error, ValueError, IndexError, KeyError, OverflowError,
+                 UnicodeDecodeError)
+
+_HEADER_FIELDS = ("e_type", "e_machine", "e_version", "e_entry", "e_phoff", "e_shoff",
+                  "e_flags", "e_ehsize", "e_phentsize", "e_phnum", "e_shentsize", "e_shnum",
+                  "e_shstrndx")
+_SECTION_FIELDS = ("sh_name", "sh_type", "sh_flags", "sh_addr", "sh_offset", "sh_size",
+                   "sh_link", "sh_info", "sh_addralign", "sh_entsize")
+_PN_XNUM = 0xFFFF
+_SHN_XINDEX = 0xFFFF
 
 
 
@@ -71,6 +76,16 @@ def read_elf(path: str, data: Buffer) -> LibraryInfo:
                               code=code) from e
 
 
+def _machine_name(e_machine: int) -> str:
+    """pyelftools' name for a machine outside the common table (``EM_68K`` -> ``68k``)."""
+    from elftools.elf.enums import ENUM_E_MACHINE
+
+    for name, value in ENUM_E_MACHINE.items():
+        if value == e_machine and name.startswith("EM_"):
+            return name[3:].lower()
+    return f"em{e_machine}"
+
+
 def _align_up(value: int, align: int) -> int:
     return -(-value // align) * align
 
@@ -89,6 +104,8 @@ class _ElfReader:
         if image.size < 16:
             image.fail(f"file is {image.size} bytes, too short for an ELF identification",
                        "inspect.truncated")
+        if data[:4] != b"\x7fELF":
+            image.fail("not an ELF file (bad magic)", "inspect.unknown-format")
         ei_class, ei_data, osabi = data[4], data[5], data[7]
         if ei_class not in (1, 2) or ei_data not in (1, 2):
             image.fail(f"ELF identification has class {ei_class} and data encoding {ei_data}")
@@ -96,12 +113,11 @@ class _ElfReader:
         self.endian = "<" if ei_data == 1 else ">"
         self.word = self.bits // 8
         self.osabi = osabi
-        header_size = 52 if self.bits == 32 else 64
-        image.check(0, header_size, "ELF header")
-        self.e_type, self.e_machine = image.unpack(struct.Struct(self.endian + "HH"), 16,
-                                                   "ELF header")
-        stream = data if isinstance(data, mmap.mmap) else io.BytesIO(data)
-        self.elf = ELFFile(cast(IO[bytes], stream))
+        layout = struct.Struct(self.endian + ("HHIIIIIHHHHHH" if self.bits == 32
+                                              else "HHIQQQIHHHHHH"))
+        self.header = dict(zip(_HEADER_FIELDS, image.unpack(layout, 16, "ELF header")))
+        self.e_type = self.header["e_type"]
+        self.e_machine = self.header["e_machine"]
         self.loads: list[tuple[int, int, int]] = []   # (vaddr, filesz, offset)
         self.segments: list[tuple[int, Any]] = []     # (type, header)
         self.dynamic: dict[int, list[int]] = {}
@@ -110,12 +126,10 @@ class _ElfReader:
     # -- layout ---------------------------------------------------------------
 
     def _read_segments(self) -> None:
-        # Program and section headers are unpacked here rather than through
-        # pyelftools' segment/section objects: building those parses whole
-        # GNU hash tables eagerly (~40 ms on librustc_driver) and walks the
-        # section list again for every dynamic segment.
-        h = self.elf.header
-        count = self.elf.num_segments()
+        h = self.header
+        count = h["e_phnum"]
+        if count == _PN_XNUM:  # too many to count in the header: section 0 holds it
+            count = self._section_zero()["sh_info"]
         if self.bits == 64:
             layout = struct.Struct(self.endian + "IIQQQQQQ")
             names = ("p_type", "p_flags", "p_offset", "p_vaddr", "p_paddr", "p_filesz",
@@ -140,18 +154,15 @@ class _ElfReader:
 
     def _sections(self) -> list[tuple[str, int, dict[str, int]]]:
         """(name, type, header) of every section; names from ``e_shstrndx``."""
-        h = self.elf.header
+        h = self.header
         if h["e_shoff"] == 0:
             return []
-        count = self.elf.num_sections()
-        word = "Q" if self.bits == 64 else "I"
-        layout = struct.Struct(self.endian + "II" + word * 4 + "II" + word * 2)
-        names = ("sh_name", "sh_type", "sh_flags", "sh_addr", "sh_offset", "sh_size",
-                 "sh_link", "sh_info", "sh_addralign", "sh_entsize")
-        headers = [dict(zip(names, row)) for row in self._table_rows(
-            "section header table", h["e_shoff"], count, h["e_shentsize"], layout)]
+        count = h["e_shnum"] or self._section_zero()["sh_size"]
+        headers = [dict(zip(_SECTION_FIELDS, row)) for row in self._table_rows(
+            "section header table", h["e_shoff"], count, h["e_shentsize"],
+            self._section_layout())]
         index = h["e_shstrndx"]
-        if index == 0xFFFF and headers:  # SHN_XINDEX: the real index is in section 0
+        if index == _SHN_XINDEX and headers:  # the real index is in section 0
             index = headers[0]["sh_link"]
         if not 0 < index < len(headers):
             return [("", s["sh_type"], s) for s in headers]
@@ -159,6 +170,18 @@ class _ElfReader:
         strings = StringTable(self.image, names_table["sh_offset"], names_table["sh_size"],
                               "section name table")
         return [(strings.get(s["sh_name"]), s["sh_type"], s) for s in headers]
+
+    def _section_layout(self) -> struct.Struct:
+        word = "Q" if self.bits == 64 else "I"
+        return struct.Struct(self.endian + "II" + word * 4 + "II" + word * 2)
+
+    def _section_zero(self) -> dict[str, int]:
+        """Section header 0, which holds counts too big for the ELF header."""
+        layout = self._section_layout()
+        if self.header["e_shoff"] == 0:
+            self.image.fail("ELF header defers a count to section 0, but there are no sections")
+        return dict(zip(_SECTION_FIELDS, self.image.unpack(layout, self.header["e_shoff"],
+                                                           "section header 0")))
 
     def offset_of(self, vaddr: int, size: int, what: str) -> int:
         """File offset of ``size`` bytes at virtual address ``vaddr``."""
@@ -239,7 +262,9 @@ class _ElfReader:
         )
 
     def _machine(self) -> str:
-        name = C.MACHINES.get(self.e_machine, f"em{self.e_machine}")
+        name = C.MACHINES.get(self.e_machine)
+        if name is None:
+            return _machine_name(self.e_machine)
         if self.e_machine in C.MACHINES_WITH_BITS:
             name += str(self.bits)
         return name
