@@ -76,10 +76,10 @@ def c_cycle_us(exe: Path, lib: Path, symbol: str, cycles: int) -> float:
     return float(out.stdout)
 
 
-def py_cycle_us(lib: Path, symbol: str, cycles: int, owner: str) -> tuple[float, dict[str, float]]:
+def py_cycles(lib: Path, symbol: str, cycles: int, owner: str,
+              parts: dict[str, list[float]]) -> list[float]:
     times = []
-    parts: dict[str, list[float]] = {}
-    for _ in range(cycles + 20):
+    for _ in range(cycles):
         t0 = time.perf_counter()
         module = load(lib, owner=owner)  # type: ignore[arg-type]
         module.function(symbol, ctypes.c_long)()
@@ -88,8 +88,23 @@ def py_cycle_us(lib: Path, symbol: str, cycles: int, owner: str) -> tuple[float,
         assert report.unloaded
         for k, v in report.timings_us.items():
             parts.setdefault(k, []).append(v)
-    del times[:20]  # warm-up: first inspection, thread-stack and arena caches
-    return statistics.median(times), {k: statistics.median(v[20:]) for k, v in parts.items()}
+    return times
+
+
+def compare(exe: Path, lib: Path, symbol: str, cycles: int, owner: str,
+            rounds: int) -> tuple[float, float, dict[str, float]]:
+    """Medians of C and Python cycles, measured in alternating rounds so that a
+    busy machine slows both sides alike."""
+    py_cycles(lib, symbol, 20, owner, {})  # warm-up: inspection cache, stack/arena caches
+    c_medians: list[float] = []
+    py_times: list[float] = []
+    parts: dict[str, list[float]] = {}
+    per_round = max(1, cycles // rounds)
+    for _ in range(rounds):
+        c_medians.append(c_cycle_us(exe, lib, symbol, per_round))
+        py_times += py_cycles(lib, symbol, per_round, owner, parts)
+    return (statistics.median(c_medians), statistics.median(py_times),
+            {k: statistics.median(v) for k, v in parts.items()})
 
 
 def per_call_ns(calls: int) -> dict[str, float]:
@@ -120,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cycles", type=int, default=300)
     ap.add_argument("--calls", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="alternate C and Python this many times (default 5)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_c(Path(tmp))
@@ -127,9 +144,8 @@ def main(argv: list[str] | None = None) -> int:
               "median parts (us)")
         for name, symbol in CASES:
             lib = build_fixtures.build(name)
-            base = c_cycle_us(exe, lib, symbol, args.cycles)
             for owner in ("thread", "caller"):
-                cyc, parts = py_cycle_us(lib, symbol, args.cycles, owner)
+                base, cyc, parts = compare(exe, lib, symbol, args.cycles, owner, args.rounds)
                 shown = " ".join(f"{k}={v:.0f}" for k, v in parts.items())
                 print(f"{name:12} {base:10.1f} {owner:>7} {cyc:11.1f} {cyc / base:5.1f}x  {shown}")
     calls = per_call_ns(args.calls)
