@@ -328,12 +328,16 @@ class _ElfReader:
         last = max(buckets, default=0)
         if last < symoffset:
             return symoffset
-        chain_at = buckets_at + 4 * nbuckets
-        word = struct.Struct(e + "I")
-        # Each read is bounds-checked, so a chain without an end bit stops at EOF.
-        while not image.unpack(word, chain_at + 4 * (last - symoffset), "GNU hash chain")[0] & 1:
-            last += 1
-        return last + 1
+        # Walk the last bucket's chain to its end bit, a block of words at a
+        # time; a chain without an end bit runs into EOF and fails.
+        at = buckets_at + 4 * nbuckets + 4 * (last - symoffset)
+        while True:
+            block = image.read(at, min(4096, max(image.size - at, 4)), "GNU hash chain")
+            for (value,) in struct.iter_unpack(e + "I", block[:len(block) & ~3]):
+                if value & 1:
+                    return last + 1
+                last += 1
+            at += len(block) & ~3
 
     # -- small parts ------------------------------------------------------------
 
