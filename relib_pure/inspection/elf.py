@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import Any
 
 from relib_pure import abi
 from relib_pure.errors import InspectionError
@@ -37,7 +36,8 @@ from relib_pure.inspection.elf_symbols import VersionTables, read_symbols, read_
 from relib_pure.inspection.relib_info import (MAX_COMPILATION_INFO_LEN,
                                               RELIB_PREFIXES, classify_relib_symbols,
                                               decode_compilation_info)
-from relib_pure.model import CompilationInfo, Hazards, LibraryInfo, RelibInfo, Symbol
+from relib_pure.model import (CompilationInfo, Hazards, ImportedSymbol, LibraryInfo, RelibInfo,
+                              Symbol)
 
 __all__ = ["read_elf"]
 
@@ -91,8 +91,8 @@ def _align_up(value: int, align: int) -> int:
 
 
 def _is_short_read(error: Exception) -> bool:
-    text = str(error).lower()
-    return "past eof" in text or "expected" in text and "found" in text or "unpack_from" in text
+    # Image checks every extent first; a struct short read is the only one left.
+    return isinstance(error, struct.error) and "requires a buffer" in str(error)
 
 
 class _ElfReader:
@@ -119,7 +119,7 @@ class _ElfReader:
         self.e_type = self.header["e_type"]
         self.e_machine = self.header["e_machine"]
         self.loads: list[tuple[int, int, int]] = []   # (vaddr, filesz, offset)
-        self.segments: list[tuple[int, Any]] = []     # (type, header)
+        self.segments: list[tuple[int, dict[str, int]]] = []   # (p_type, header)
         self.dynamic: dict[int, list[int]] = {}
         self.relocs = RelocTables(None, None, False)
 
@@ -286,7 +286,8 @@ class _ElfReader:
         return self.offset_of(addr, 1, "version table"), count
 
     def _symbols(self, strings: StringTable, versions: VersionTables,
-                 sections: list[tuple[str, int, dict[str, int]]]) -> tuple[list[Any], list[Any]]:
+                 sections: list[tuple[str, int, dict[str, int]]]
+                 ) -> tuple[list[Symbol], list[ImportedSymbol]]:
         symtab = self.tag(C.DT_SYMTAB)
         if symtab is None:
             return [], []
