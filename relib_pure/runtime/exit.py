@@ -32,7 +32,9 @@ def unload_all() -> None:
                 logger.warning("%s: unloaded at exit, leaving:\n%s", module.path,
                                report.summary())
         except RelibError as e:
-            logger.warning("%s: left loaded at exit: %s", module.path, e)
+            # a module that can never be unloaded is no news at exit
+            level = logging.INFO if e.code == "unload.not-supported" else logging.WARNING
+            logger.log(level, "%s: left loaded at exit: %s", module.path, e)
         except Exception:  # never turn interpreter exit into a crash
             logger.exception("%s: left loaded at exit", module.path)
 
