@@ -232,10 +232,12 @@ class Module:
         self._handle = handle
         t2 = time.perf_counter()
         self._confirm_identity(handle)
+        t3 = time.perf_counter()
         self._loaded = True
         self.driver.after_open(self)
         self._timings.update(snapshot=(t1 - t0) * 1e6, dlopen=(t2 - t1) * 1e6,
-                             after_open=(time.perf_counter() - t2) * 1e6)
+                             identity=(t3 - t2) * 1e6,
+                             after_open=(time.perf_counter() - t3) * 1e6)
 
     def _confirm_identity(self, handle: int) -> None:
         v = self.validated
