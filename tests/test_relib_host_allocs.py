@@ -57,3 +57,35 @@ def test_store_counts_ops_and_folds_before_answering(native) -> None:
         assert store.is_ptr_allocated(0) is False
     finally:
         assert m.unload().unloaded
+
+
+def _ops(*ops: tuple[int, int, int, int]) -> ctypes.Array:
+    """A module-style AllocatorOp array: tag, 4 garbage padding bytes, ptr, size, align."""
+    import struct
+
+    raw = b"".join(struct.pack("<I4sQQQ", tag, b"\xde\xad\xbe\xef", ptr, size, align)
+                   for tag, ptr, size, align in ops)
+    return ctypes.create_string_buffer(raw, len(raw))
+
+
+def test_store_applies_batches_in_order_with_odd_layouts() -> None:
+    from relib_pure.relib.allocs import AllocStore
+
+    store = AllocStore(999)
+    store.on_alloc(0x1000, 4096, 8)
+    first = _ops((0, 0x2000, 32, 8), (0, 0x2040, 32, 8), (0, 0x3000, 1024, 1),
+                 (0, 0x4000, 48, 16), (1, 0x1000, 4096, 8), (1, 0x9990, 32, 8))
+    second = _ops((1, 0x2000, 32, 8),        # freed in a later batch
+                  (0, 0x2040, 64, 16),       # re-allocated: its Dealloc was cancelled
+                  (0, 0x5000, 32, 8))
+    for batch in (first, second):
+        store.on_cached_allocs(ctypes.addressof(batch), len(batch.raw) // 32)
+    store.on_cached_allocs(8, 0)  # an empty flush carries a dangling pointer
+    packed = store.pack()
+    import struct
+
+    entries = sorted(struct.iter_unpack("<QQQ", bytes(packed.buffer)))
+    assert entries == [(0x2040, 64, 16), (0x3000, 1024, 1), (0x4000, 48, 16), (0x5000, 32, 8)]
+    assert packed.count == 4 and packed.total_bytes == 64 + 1024 + 48 + 32
+    assert store.is_ptr_allocated(0x3000) and not store.is_ptr_allocated(0x2000)
+    assert (store.batches, store.ops) == (3, 9)

@@ -39,7 +39,7 @@ C_HOST = r"""/* Baseline for tools/bench_relib.py: relib's host side with the al
  * driving the same module through the same protocol steps as relib_pure
  * (relib 0.7 generation: init with the tracker flag, misc_cleanup).
  *
- * usage: bench_relib_host MODULE.so N KEEP_EVERY
+ * usage: bench_relib_host MODULE.so N KEEP_EVERY [EXPORT]
  * prints one JSON object: work_s, unload_s, live_before_exit, freed_bytes.
  */
 #define _GNU_SOURCE
@@ -135,7 +135,8 @@ static void *need(void *h, const char *name) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) { fprintf(stderr, "usage: %s MODULE N KEEP_EVERY\n", argv[0]); return 2; }
+    if (argc < 4) { fprintf(stderr, "usage: %s MODULE N KEEP_EVERY [EXPORT]\n", argv[0]); return 2; }
+    const char *export_name = argc > 4 ? argv[4] : "__relib__Exports_bench_allocs";
     uint64_t n = strtoull(argv[2], 0, 10), keep = strtoull(argv[3], 0, 10);
     mask = (1u << 22) - 1;
     table = calloc(mask + 1, sizeof(Alloc));
@@ -147,7 +148,7 @@ int main(int argc, char **argv) {
     *(void **)need(h, INT "is_ptr_allocated") = (void *)is_ptr_allocated;
     ((void (*)(size_t, uint64_t, bool))need(h, EXP "init"))((size_t)pthread_self(), 1, true);
 
-    uint64_t (*bench)(bool *, uint64_t, uint64_t) = need(h, "__relib__Exports_bench_allocs");
+    uint64_t (*bench)(bool *, uint64_t, uint64_t) = need(h, export_name);
     bool ok = false;
     double t0 = now();
     uint64_t kept = bench(&ok, n, keep);
@@ -191,18 +192,27 @@ def build_c_host() -> Path:
     return exe
 
 
-def python_child(path: str, n: int, keep_every: int) -> dict[str, float]:
+#: workload name -> the module export that runs it (both ``fn(u64, u64) -> u64``)
+PATTERNS = {
+    # 1 M blocks allocated, then 90 % freed: every op reaches the host (worst case)
+    "bulk": "bench_allocs",
+    # rounds of 10,000 blocks freed right away: malloc reuses addresses, so the
+    # module's cache collapses most ops before they reach the host
+    "churn": "alloc_churn",
+}
+
+
+def python_child(path: str, n: int, keep_every: int, export: str) -> dict[str, float]:
     """One measured run under relib_pure (in this process)."""
     import ctypes
 
     from relib_pure.relib import load_module
 
-    m = load_module(path, exports={"bench_allocs": (ctypes.c_uint64,
-                                                    [ctypes.c_uint64, ctypes.c_uint64])},
+    m = load_module(path, exports={export: (ctypes.c_uint64, [ctypes.c_uint64, ctypes.c_uint64])},
                     owner="caller")
     store = m.driver.store
     t0 = time.perf_counter()
-    kept = m.exports.bench_allocs(n, keep_every)
+    kept = m.exports[export](n, keep_every)
     t1 = time.perf_counter()
     report = m.unload()
     t2 = time.perf_counter()
@@ -214,15 +224,15 @@ def python_child(path: str, n: int, keep_every: int) -> dict[str, float]:
             "fold_s": store.fold_seconds}
 
 
-def run_python(path: Path, n: int, keep_every: int) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--child", str(path), str(n), str(keep_every)],
-                         capture_output=True, text=True, check=True)
+def run_python(path: Path, n: int, keep_every: int, export: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, __file__, "--child", str(path), str(n), str(keep_every),
+                          export], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_c(exe: Path, path: Path, n: int, keep_every: int) -> dict[str, float]:
-    out = subprocess.run([str(exe), str(path), str(n), str(keep_every)], capture_output=True,
-                         text=True, check=True)
+def run_c(exe: Path, path: Path, n: int, keep_every: int, export: str) -> dict[str, float]:
+    out = subprocess.run([str(exe), str(path), str(n), str(keep_every), f"__relib__Exports_{export}"],
+                         capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -231,23 +241,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--keep-every", type=int, default=10)
+    ap.add_argument("--pattern", choices=sorted(PATTERNS), default="bulk",
+                    help="allocation pattern (default: bulk, the worst case for the host)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
-    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        path, n, keep = args.child
-        print(json.dumps(python_child(path, int(n), int(keep))))
+        path, n, keep, export = args.child
+        print(json.dumps(python_child(path, int(n), int(keep), export)))
         return 0
+    export = PATTERNS[args.pattern]
     import build_fixtures
 
     module = build_fixtures.build("relib_bench_0_7")
     exe = build_c_host()
     py_runs, c_runs = [], []
     for _ in range(args.runs):  # interleaved, so machine noise hits both alike
-        c_runs.append(run_c(exe, module, args.n, args.keep_every))
-        py_runs.append(run_python(module, args.n, args.keep_every))
-    for r in (*py_runs, *c_runs):
-        assert r["kept"] == (args.n + args.keep_every - 1) // args.keep_every, r
+        c_runs.append(run_c(exe, module, args.n, args.keep_every, export))
+        py_runs.append(run_python(module, args.n, args.keep_every, export))
+    assert len({r["kept"] for r in (*py_runs, *c_runs)}) == 1, "hosts disagree on the work done"
+    assert all(r["kept"] > 0 for r in py_runs)
 
     def med(runs: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in runs)
@@ -261,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                                        for r in py_runs)
     figures = {
         "version": 1,
-        "n": args.n, "keep_every": args.keep_every, "runs": args.runs,
+        "pattern": args.pattern, "n": args.n, "keep_every": args.keep_every, "runs": args.runs,
         "ops_per_run": py_runs[0]["ops"], "batches_per_run": py_runs[0]["batches"],
         "leaked": py_runs[0]["kept"],
         "python": {"allocs_per_s": args.n / py_work, "work_s": py_work, "unload_s": py_unload,
@@ -279,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures, indent=2))
         return 0
     p, c = figures["python"], figures["c"]
-    print(f"relib tracker benchmark: {args.n:,} allocations, every {args.keep_every}th kept "
+    print(f"relib tracker benchmark ({args.pattern}): {args.n:,} allocations, "
+          f"every {args.keep_every}th kept "
           f"({figures['leaked']:,} leaked), {figures['ops_per_run']:,} ops in "
           f"{figures['batches_per_run']} batches; median of {args.runs} runs each")
     print(f"  relib_pure : {p['allocs_per_s']:>12,.0f} allocs/s tracked, work {p['work_s']:.3f} s, "

@@ -25,7 +25,7 @@ from collections import deque
 from ctypes import string_at
 from dataclasses import dataclass
 from itertools import chain, compress, repeat
-from typing import Any
+from operator import ne, not_, or_
 
 from relib_pure.relib.layouts import ALLOCATION_SIZE, ALLOCATOR_OP_SIZE
 
@@ -56,8 +56,9 @@ class PackedAllocations:
 #: batches queued before the reporting thread folds them itself (backpressure):
 #: 32 x 640 KB at most waits in memory
 MAX_PENDING_BATCHES = 32
-#: ops applied per step of a fold; the GIL is offered between steps so that a
-#: module thread waiting in a callback is not held up for a whole batch
+#: ops applied per bulk step of a fold: the interpreter can hand the GIL to a
+#: module thread waiting in a callback between steps (a bulk step never yields);
+#: no explicit sleep(0), which costs a scheduler round trip on a busy machine
 FOLD_CHUNK = 4096
 
 
@@ -128,7 +129,7 @@ class AllocStore:
         elif backlog:
             _folder.wake(self)
 
-    def fold(self, *, yield_gil: bool = False) -> None:
+    def fold(self) -> None:
         """Apply every queued batch to the map, oldest first."""
         with self._fold_lock:
             while True:
@@ -137,16 +138,18 @@ class AllocStore:
                         return
                     data = self._pending.popleft()
                 start = time.perf_counter()
-                self._apply(data, yield_gil)
+                self._apply(data)
                 elapsed = time.perf_counter() - start
                 with self._lock:
                     self.fold_seconds += elapsed
 
-    def _apply(self, data: bytes, yield_gil: bool) -> None:
+    def _apply(self, data: bytes) -> None:
         # Alloc inserts or overwrites; Dealloc removes, and is silently ignored for
         # an unknown pointer (its Alloc was cancelled in the same batch, or it was
         # host memory the module freed). A batch holds at most one op per pointer,
-        # so its allocs and deallocs can be applied as separate bulk steps.
+        # so its allocs and deallocs can be applied as separate bulk steps, and
+        # allocs can first be stored with the batch's dominant layout and the
+        # few others corrected afterwards.
         view = memoryview(data)
         count = len(data) // ALLOCATOR_OP_SIZE
         words = view.cast("Q")
@@ -154,29 +157,29 @@ class AllocStore:
         ptrs = words[1::4].tolist()
         sizes = words[2::4].tolist()
         aligns = words[3::4].tolist()
-        if sizes.count(sizes[0]) == count and aligns.count(aligns[0]) == count:
-            layouts: list[tuple[int, int]] | None = None
-            uniform = self._layout(sizes[0], aligns[0])
+        size0, align0 = sizes[0], aligns[0]
+        main = self._layout(size0, align0)
+        if sizes.count(size0) == count and aligns.count(align0) == count:
+            odd: list[int] = []
         else:
-            keys = list(zip(sizes, aligns))
-            layouts = list(map(self._layouts.setdefault, keys, keys))
+            differs = map(or_, map(ne, sizes, repeat(size0)), map(ne, aligns, repeat(align0)))
+            odd = list(compress(range(count), differs))
         live = self._live
+        pop = live.pop
         for lo in range(0, count, FOLD_CHUNK):
-            hi = lo + FOLD_CHUNK
-            t = tags[lo:hi]
-            p = ptrs[lo:hi]
-            lay: Any = repeat(uniform) if layouts is None else layouts[lo:hi]
+            t = tags[lo:lo + FOLD_CHUNK]
+            p = ptrs[lo:lo + FOLD_CHUNK]
             if not any(t):
-                live.update(zip(p, lay))
+                live.update(zip(p, repeat(main)))
             elif t.count(_TAG_ALLOC) == 0:
-                deque(map(live.pop, p, repeat(None)), maxlen=0)
+                deque(map(pop, p, repeat(None)), maxlen=0)
             else:
-                deque(map(live.pop, compress(p, t), repeat(None)), maxlen=0)
-                is_alloc = [x == _TAG_ALLOC for x in t]
-                live.update(zip(compress(p, is_alloc),
-                                lay if layouts is None else compress(lay, is_alloc)))
-            if yield_gil:
-                time.sleep(0)
+                deque(map(pop, compress(p, t), repeat(None)), maxlen=0)
+                live.update(zip(compress(p, map(not_, t)), repeat(main)))
+        layout = self._layout
+        for i in odd:
+            if tags[i] == _TAG_ALLOC:
+                live[ptrs[i]] = layout(sizes[i], aligns[i])
 
     def is_ptr_allocated(self, ptr: int) -> bool:
         """Whether ``ptr`` is currently a live allocation of this module."""
@@ -234,7 +237,7 @@ class _Folder:
             while self._queue:
                 store = self._queue.popleft()
                 try:
-                    store.fold(yield_gil=True)
+                    store.fold()
                 except Exception:  # never dies: readers fold synchronously anyway
                     log.exception("background fold of module %d failed", store.module_id)
 
