@@ -5,7 +5,9 @@ Both run as subprocesses in the same session, alternating, on the largest Rust
 library of the toolchain (``$(rustc --print sysroot)/lib/librustc_driver-*.so``,
 ~150 MB, ~20k dynamic symbols) and on a small fixture (``c_plain``). Prints
 best and median wall time of each and the ratio relib-pure / readelf
-(target on the big library: <= 1.0).
+(target on the big library: <= 1.0), plus each one's CPU time (all threads):
+relib-pure hashes the file on a second thread, so on a busy machine (see the
+printed load average) its wall time suffers more than readelf's.
 
 relib-pure's run is the full report: every field of ``LibraryInfo`` including
 the sha256 of the whole file, serialised as JSON. Both tools write to
@@ -27,6 +29,7 @@ import compileall
 import glob
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -62,14 +65,21 @@ def _env() -> dict[str, str]:
     return env
 
 
-def time_once(cmd: list[str], env: dict[str, str]) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of all its threads) of one run."""
+    cpu = _children_cpu()
     start = time.perf_counter()
     result = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
                             timeout=120)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {result.stderr.decode(errors='replace')}")
-    return elapsed
+    return elapsed, _children_cpu() - cpu
 
 
 def compare(label: str, path: Path, runs: int, env: dict[str, str]) -> float:
@@ -81,20 +91,25 @@ def compare(label: str, path: Path, runs: int, env: dict[str, str]) -> float:
     # warm-up: page cache and interpreter files
     time_once(theirs_cmd, env)
     time_once(ours_cmd, env)
-    ours: list[float] = []
-    theirs: list[float] = []
+    ours: list[tuple[float, float]] = []
+    theirs: list[tuple[float, float]] = []
     for _ in range(runs):
         theirs.append(time_once(theirs_cmd, env))
         ours.append(time_once(ours_cmd, env))
-    ratio = statistics.median(ours) / statistics.median(theirs)
+    walls = [w for w, _ in ours], [w for w, _ in theirs]
+    cpus = [c for _, c in ours], [c for _, c in theirs]
+    ratio = statistics.median(walls[0]) / statistics.median(walls[1])
     size_mb = path.stat().st_size / 1e6
-    print(f"{label}: {path} ({size_mb:.1f} MB, {symbols} dynamic symbols), {runs} runs each")
-    print(f"  relib-pure inspect --json : best {min(ours) * 1000:7.1f} ms  "
-          f"median {statistics.median(ours) * 1000:7.1f} ms")
-    print(f"  readelf --dyn-syms -d -W  : best {min(theirs) * 1000:7.1f} ms  "
-          f"median {statistics.median(theirs) * 1000:7.1f} ms")
-    print(f"  ratio relib-pure/readelf  : median {ratio:.2f}  "
-          f"best {min(ours) / min(theirs):.2f}")
+    print(f"{label}: {path} ({size_mb:.1f} MB, {symbols} dynamic symbols), {runs} runs each, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    for name, wall, cpu in (("relib-pure inspect --json", walls[0], cpus[0]),
+                            ("readelf --dyn-syms -d -W ", walls[1], cpus[1])):
+        print(f"  {name}: wall best {min(wall) * 1000:7.1f} ms  median "
+              f"{statistics.median(wall) * 1000:7.1f} ms   cpu median "
+              f"{statistics.median(cpu) * 1000:7.1f} ms")
+    print(f"  ratio relib-pure/readelf  : wall median {ratio:.2f}  best "
+          f"{min(walls[0]) / min(walls[1]):.2f}   cpu median "
+          f"{statistics.median(cpus[0]) / statistics.median(cpus[1]):.2f}")
     return ratio
 
 
