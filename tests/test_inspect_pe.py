@@ -277,3 +277,31 @@ def test_exe_is_refused(tmp_path: Path) -> None:
     assert err.value.code == "inspect.not-a-library"
     assert err.value.path == str(exe)
     assert "EXE" in err.value.message
+
+
+def test_cli_json_validates_against_schema(dll: Path, dumped: ObjdumpPE, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    from importlib import resources
+
+    import jsonschema
+
+    from relib_pure.cli.main import main
+
+    # with an ordinal import too, so both import shapes go through the schema
+    data = bytearray(dll.read_bytes())
+    for rva in dumped.thunks["WS2_32.dll"]:
+        struct.pack_into("<Q", data, dumped.offset_of(rva), (1 << 63) | 9)
+    patched = tmp_path / "ordinal_import.dll"
+    patched.write_bytes(bytes(data))
+    schema = json.loads(resources.files("relib_pure").joinpath("schemas/inspect.json")
+                        .read_text())
+    capsys.readouterr()
+    assert main(["inspect", "--json", str(dll), str(patched)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    jsonschema.validate(doc, schema)
+    assert doc["version"] == 1
+    libs = {lib["path"]: lib for lib in doc["libraries"]}
+    assert libs[str(dll)]["pe"]["exports"][0] == {"ordinal": 1, "name": "pe_add",
+                                                 "rva": dumped.exports[1][1], "forwarder": None}
+    assert {"dll": "WS2_32.dll", "name": None, "ordinal": 9} in libs[str(patched)]["pe"]["imports"]
