@@ -445,6 +445,13 @@ def test_directory(tmp_path: Path) -> None:
     assert _error(tmp_path).code == "inspect.not-a-file"
 
 
+def test_fifo_and_device_do_not_block(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.so"
+    os.mkfifo(fifo)
+    assert _error(fifo).code == "inspect.not-a-file"
+    assert _error("/dev/null").code == "inspect.not-a-file"
+
+
 def test_empty_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty.so"
     empty.write_bytes(b"")

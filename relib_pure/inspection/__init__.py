@@ -103,7 +103,8 @@ def begin_inspect(path: str | os.PathLike[str]) -> PendingInspection:
     name = os.fsdecode(path)
     small: bytes | None = None
     try:
-        with open(name, "rb") as f:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait forever for a writer
+        with open(os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode):
                 raise InspectionError("not a regular file", path=name, code="inspect.not-a-file")
