@@ -450,3 +450,12 @@ def test_dlopen_flags_are_the_ones_asked_for(native) -> None:
     with load(path, lazy=True, deepbind=True) as module:
         assert module.function("rt_flags_getpid")() == 424242
     assert not mapped(path)
+
+
+def test_partial_maps_read_reaches_the_address() -> None:
+    full = procfs.read_maps().splitlines()
+    for line in (full[0], full[len(full) // 2], full[-1]):
+        start = int(line.split(b"-")[0], 16)
+        part = procfs.read_maps(through=start).splitlines()
+        assert line in part
+        assert part == full[:len(part)] or part[0] == full[0]

@@ -246,7 +246,7 @@ class Module:
         except dl.DlError as e:
             raise LoadError(f"cannot locate the mapped object: {e}", path=self.path,
                             code="load.swapped") from None
-        data = procfs.read_maps()
+        data = procfs.read_maps(through=where)
         if not verify.mapping_of_file_at(data, v.file, where):
             mapping = procfs.mapping_at(procfs.parse_maps(data), where)
             got = f"inode {mapping.inode}" if mapping else "no file"
