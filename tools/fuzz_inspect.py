@@ -49,7 +49,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
@@ -481,6 +481,16 @@ class _Worker:
     index: int | None = None
     deadline: float = 0.0
 
+    @property
+    def out(self) -> IO[str]:
+        assert self.proc.stdout is not None  # always a pipe
+        return self.proc.stdout
+
+    @property
+    def inp(self) -> IO[str]:
+        assert self.proc.stdin is not None
+        return self.proc.stdin
+
 
 @dataclass
 class Summary:
@@ -503,8 +513,8 @@ def _spawn(args: argparse.Namespace) -> _Worker:
                             bufsize=1, env=env)
     worker = _Worker(proc)
     # start-up (imports, fixture cache look-ups) must not count against a mutant
-    ready, _, _ = select.select([proc.stdout], [], [], _STARTUP_LIMIT)
-    line = proc.stdout.readline() if ready and proc.stdout else ""
+    ready, _, _ = select.select([worker.out], [], [], _STARTUP_LIMIT)
+    line = worker.out.readline() if ready else ""
     if line != "ready\n":
         _stop(worker)
         raise RuntimeError(f"fuzz worker did not start: {line!r}")
@@ -534,20 +544,19 @@ def fuzz(args: argparse.Namespace, corpus: list[Sample]) -> Summary:
                 if w.index is None and pending:
                     w.index = pending.pop()
                     w.deadline = now + args.time_limit
-                    assert w.proc.stdin is not None
                     try:
-                        w.proc.stdin.write(f"{w.index}\n")
-                        w.proc.stdin.flush()
+                        w.inp.write(f"{w.index}\n")
+                        w.inp.flush()
                     except BrokenPipeError:
                         pass  # reported as a dead worker below
             busy = [w for w in workers if w.index is not None]
             timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
-            ready, _, _ = select.select([w.proc.stdout for w in busy], [], [], timeout)
+            ready, _, _ = select.select([w.out for w in busy], [], [], timeout)
             for i, w in enumerate(workers):
                 if w.index is None:
                     continue
-                if w.proc.stdout in ready:
-                    line = w.proc.stdout.readline() if w.proc.stdout else ""
+                if w.out in ready:
+                    line = w.out.readline()
                     if line:
                         d = json.loads(line)
                         summary.results.append(Result(d["index"], d["outcome"], d["detail"],
