@@ -72,7 +72,8 @@ class UnloadReport:
     inaccessible reservations are not counted, so an anonymous leak of exactly
     1 MiB goes unseen; threads and descriptors are attributed by time, so
     those another library created meanwhile count too). ``retried`` is true
-    when a second ``RTLD_NOLOAD`` + ``dlclose`` was needed (destructors that were still pending at the first ``dlclose``).
+    when a second ``RTLD_NOLOAD`` + ``dlclose`` was needed (destructors that
+    were still pending at the first ``dlclose``).
     ``extra`` holds the driver's facts.
     """
 
