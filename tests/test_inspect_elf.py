@@ -644,3 +644,20 @@ def test_program_header_count_in_section_zero(native, tmp_path: Path) -> None:
     original = inspect(path)
     info = inspect(patched)
     assert info.exports == original.exports and info.build_id == original.build_id
+
+
+def test_begin_inspect_hashes_in_the_background(native) -> None:
+    import hashlib
+
+    from relib_pure.inspection import begin_inspect
+
+    path = native("rust_tls")  # mapped, hashed on the helper thread
+    with begin_inspect(path) as pending:
+        assert pending.info.sha256 == ""
+        assert pending.info.exports  # every other fact is there already
+        digest = pending.sha256()
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert pending.result() == inspect(path)
+    with pytest.raises(InspectionError) as e:
+        begin_inspect(path.parent / "nope.so")
+    assert e.value.code == "inspect.not-found"
