@@ -305,3 +305,17 @@ def test_cli_json_validates_against_schema(dll: Path, dumped: ObjdumpPE, tmp_pat
     assert libs[str(dll)]["pe"]["exports"][0] == {"ordinal": 1, "name": "pe_add",
                                                  "rva": dumped.exports[1][1], "forwarder": None}
     assert {"dll": "WS2_32.dll", "name": None, "ordinal": 9} in libs[str(patched)]["pe"]["imports"]
+
+
+def test_dll_that_looks_packed_to_pefile_is_valid(native) -> None:
+    """Only LoadLibraryA and GetProcAddress imported (no C runtime): pefile's
+    packer heuristic warns, but the DLL is fine and must be read."""
+    path = native("pe_dll_minimal")
+    dumped = objdump(path)
+    info = read(path)
+    assert info.pe is not None and info.relib is None
+    assert [(i.dll, i.name, i.ordinal) for i in info.pe.imports] == [
+        (dll, name, ordinal) for dll, names in dumped.imports.items() for name, ordinal in names]
+    assert {i.name for i in info.pe.imports} == {"LoadLibraryA", "GetProcAddress"}
+    assert [(e.ordinal, e.name) for e in info.pe.exports] == [
+        (o, n) for o, (n, _, _) in sorted(dumped.exports.items())] == [(1, "minimal_tick")]

@@ -77,11 +77,11 @@ def read_pe(path: str, data: Data) -> LibraryInfo:
     """
     size = len(data)
     _check_dos_header(path, data, size)
-    with _pefile_errors(path, size):
+    with _pefile_errors(path):
         pe = pefile.PE(data=data, fast_load=True, max_symbol_exports=_MAX_EXPORTS)
     # No pe.close(): for caller-owned data it only runs gc.collect(), which costs
     # milliseconds per call in a process holding many objects.
-    with _pefile_errors(path, size):
+    with _pefile_errors(path):
         return _read(path, pe, data, size)
 
 
@@ -150,7 +150,7 @@ def _read(path: str, pe: pefile.PE, data: Data, size: int) -> LibraryInfo:
 
 
 @contextmanager
-def _pefile_errors(path: str, size: int) -> Iterator[None]:
+def _pefile_errors(path: str) -> Iterator[None]:
     """Turn whatever pefile raises on hostile bytes into an InspectionError."""
     try:
         yield
@@ -237,7 +237,10 @@ def _check_table_warnings(path: str, warnings: list[str]) -> None:
     """pefile gives up on a corrupt export/import table with a warning: make it an error."""
     for text in warnings:
         lowered = text.lower()
-        if "export" in lowered or "import" in lowered:
+        # pefile also warns on malware-triage heuristics (a DLL importing just
+        # LoadLibrary and GetProcAddress "looks packed"): those are valid files.
+        heuristic = "typical of packed" in lowered
+        if ("export" in lowered or "import" in lowered) and not heuristic:
             raise InspectionError(f"corrupt table: {text}", path=path,
                                   code="inspect.malformed")
         logger.debug("%s: pefile: %s", path, text)
