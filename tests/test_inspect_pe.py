@@ -80,6 +80,8 @@ def objdump(path: Path) -> ObjdumpPE:
     table = text.split("[Ordinal/Name Pointer] Table", 1)[1]
     for m in re.finditer(r"^\t\[\s*(\d+)\] (\S+)$", table, re.M):
         ordinal = index_to_ordinal.get(int(m[1]), int(m[1]) + base)
+        if ordinal not in out.exports:
+            continue  # objdump lists no address-table row for an address of 0
         _, rva, fwd = out.exports[ordinal]
         out.exports[ordinal] = (m[2], rva, fwd)
     imports = text.split("The Import Tables", 1)[1].split("There is an export table", 1)[0]
@@ -319,3 +321,26 @@ def test_dll_that_looks_packed_to_pefile_is_valid(native) -> None:
     assert {i.name for i in info.pe.imports} == {"LoadLibraryA", "GetProcAddress"}
     assert [(e.ordinal, e.name) for e in info.pe.exports] == [
         (o, n) for o, (n, _, _) in sorted(dumped.exports.items())] == [(1, "minimal_tick")]
+
+
+def test_named_export_with_null_address_is_dropped(dll: Path, dumped: ObjdumpPE,
+                                                   tmp_path: Path) -> None:
+    """An address-table entry of 0 means "not exported" (pefile and objdump skip
+    it); the reader drops that name and keeps every other export."""
+    info = read(dll)
+    assert info.pe is not None
+    mul = next(e for e in info.pe.exports if e.name == "pe_mul")
+    data = bytearray(dll.read_bytes())
+    eat = re.search(r"Table Addresses\n\s+Export Address Table\s+([0-9a-f]+)",
+                    subprocess.run([OBJDUMP, "-p", str(dll)], capture_output=True, text=True,
+                                   check=True).stdout)
+    assert eat
+    struct.pack_into("<I", data, dumped.offset_of(int(eat[1], 16) + 4 * (mul.ordinal - 1)), 0)
+    patched = tmp_path / "null_export.dll"
+    patched.write_bytes(bytes(data))
+    got = read(patched).pe
+    assert got is not None
+    assert [e for e in got.exports if e.name == "pe_mul"] == []
+    assert {e.ordinal: (e.name, e.rva, e.forwarder) for e in got.exports} == \
+        objdump(patched).exports
+    assert len(got.exports) == len(info.pe.exports) - 1

@@ -112,7 +112,7 @@ def _read(path: str, pe: pefile.PE, data: Data, size: int) -> LibraryInfo:
 
     _check_export_directory(path, pe, size)
     _check_import_descriptors(path, pe, data, size)
-    exports = _exports(path, pe)
+    exports = _exports(path, pe, data, size)
     imports = _imports(path, pe)
     needed = tuple(dict.fromkeys(imp.dll for imp in imports))
     dll_name = _export_dll_name(pe)
@@ -333,7 +333,7 @@ def _c_string(pe: pefile.PE, rva: int, size: int) -> int | None:
     return at if end >= 0 else None
 
 
-def _exports(path: str, pe: pefile.PE) -> tuple[PEExport, ...]:
+def _exports(path: str, pe: pefile.PE, data: Data, size: int) -> tuple[PEExport, ...]:
     directory = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
     if directory is None:
         if _directory(pe, _DIR_EXPORT)[0]:
@@ -347,25 +347,28 @@ def _exports(path: str, pe: pefile.PE) -> tuple[PEExport, ...]:
     ]
     named = sum(1 for e in out if e.name is not None)
     declared = directory.struct.NumberOfNames
-    # pefile skips named entries whose address is 0 and stops early on garbage
-    if named > declared or (named < declared and not _has_null_named(pe, directory)):
+    # pefile silently skips named entries whose address is 0, and stops at the
+    # first name it dislikes: only the first is harmless
+    if named + _null_named_exports(pe, data, size) != declared:
         raise InspectionError(f"export table declares {declared} names, {named} readable",
                               path=path, code="inspect.malformed")
     out.sort(key=lambda e: e.ordinal)
     return tuple(out)
 
 
-def _has_null_named(pe: pefile.PE, directory: object) -> bool:
-    """True when some named export has address 0 (pefile drops those silently)."""
-    struct_ = directory.struct  # type: ignore[attr-defined]
-    for i in range(struct_.NumberOfNames):
-        ordinal = pe.get_word_at_rva(struct_.AddressOfNameOrdinals + 2 * i)
-        if ordinal is None:
-            return False
-        address = pe.get_dword_at_rva(struct_.AddressOfFunctions + 4 * ordinal)
-        if address == 0:
-            return True
-    return False
+def _null_named_exports(pe: pefile.PE, data: Data, size: int) -> int:
+    """How many named exports point at address 0 (checked in bulk: the tables
+    were already found to lie in the file)."""
+    d = pe.DIRECTORY_ENTRY_EXPORT.struct
+    if not d.NumberOfNames:
+        return 0
+    ordinals_at = _rva_to_offset(pe, d.AddressOfNameOrdinals, 2 * d.NumberOfNames, size)
+    functions_at = _rva_to_offset(pe, d.AddressOfFunctions, 4 * d.NumberOfFunctions, size)
+    if ordinals_at is None or functions_at is None:
+        return 0
+    ordinals = struct.unpack_from(f"<{d.NumberOfNames}H", data, ordinals_at)
+    functions = struct.unpack_from(f"<{d.NumberOfFunctions}I", data, functions_at)
+    return sum(1 for o in ordinals if o < len(functions) and functions[o] == 0)
 
 
 def _imports(path: str, pe: pefile.PE) -> tuple[PEImport, ...]:
