@@ -24,7 +24,8 @@ import fuzz_inspect  # noqa: E402
 
 #: ELF (C, C++, Rust, relib over each relocation flavour, foreign arch) and PE.
 CORPUS = ("c_plain", "c_versioned", "c_static_tls", "cxx_unique", "cross_foreign", "pe_dll",
-          "rust_plain", "relib_0_7", "relib_0_7_bfd", "relib_0_7_relr", "relib_0_1_8")
+          "pe_dll_minimal", "rust_plain", "relib_0_7", "relib_0_7_bfd", "relib_0_7_relr",
+          "relib_0_1_8")
 SEED = 20261126
 
 
