@@ -133,8 +133,10 @@ def test_fuzzer_reports_crash_hang_and_reproducer(tmp_path: Path,
     """A deliberately broken target: every failure class must be reported, the
     exit status must be 1, and the printed reproducer must replay the crash."""
     (tmp_path / "broken_target.py").write_text(textwrap.dedent(BROKEN_TARGET))
+    findings = tmp_path / "findings"
     args = ("--count", "40", "--seed", "3", "--time-limit", "0.5", "--no-check",
-            "--target", "broken_target:target", "--fixtures", "c_plain,pe_dll")
+            "--target", "broken_target:target", "--fixtures", "c_plain,pe_dll",
+            "--findings-dir", str(findings))
     r = run_fuzzer(*args, env_path=tmp_path, timeout=170)
     assert r.returncode == 1, r.stdout + r.stderr
     got = outcomes(r.stdout)
@@ -154,3 +156,7 @@ def test_fuzzer_reports_crash_hang_and_reproducer(tmp_path: Path,
     assert again.returncode == 1, again.stdout + again.stderr
     assert "crash: TypeError: boom" in again.stdout
     assert zlib.crc32(saved.read_bytes()) % 5 == 1
+    # every finding was also written out, and the saved crash is the replayed mutant
+    kept = {p.name.split("-")[1]: p for p in findings.iterdir()}
+    assert len(kept) == got["crash"] + got["hang"]
+    assert kept[f"mutant{crash[1]}"].read_bytes() == saved.read_bytes()

@@ -19,8 +19,8 @@ Outcomes:
 
 Usage::
 
-    python3 tools/fuzz_inspect.py --count 20000            # the long run
-    python3 tools/fuzz_inspect.py --count 300 --seed 7     # what the test suite runs
+    python3 tools/fuzz_inspect.py --count 20000 --findings-dir /tmp/findings   # the long run
+    python3 tools/fuzz_inspect.py --count 300 --seed 7     # a bounded run, as the tests do
     python3 tools/fuzz_inspect.py --seed 7 --replay 123 --fixtures c_plain,pe_dll \\
         --save /tmp/mutant.bin                             # reproduce one mutant
 
@@ -109,6 +109,7 @@ class Result:
     base: str = ""
     description: str = ""
     code: str | None = None
+    saved: str | None = None
 
 
 # -- structural fields ---------------------------------------------------------------------
@@ -605,6 +606,19 @@ def report(summary: Summary, args: argparse.Namespace, elapsed: float,
         print(f"  {r.detail}", file=out)
         print(f"  reproduce: python3 tools/fuzz_inspect.py --seed {args.seed} --replay {r.index}"
               f" --fixtures {','.join(args.fixtures)} --save /tmp/mutant{r.index}", file=out)
+        if r.saved:
+            print(f"  mutant saved: {r.saved}", file=out)
+
+
+def save_findings(summary: Summary, corpus: list[Sample], seed: int, folder: Path) -> None:
+    """Write each crashing or hanging mutant to ``folder``: a rebuilt fixture
+    (a new timestamp, another compiler) would change what the replay command makes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in summary.findings:
+        mutant = make_mutant(corpus, seed, r.index)
+        target = folder / f"seed{seed}-mutant{r.index}-{mutant.base}{mutant.suffix}"
+        target.write_bytes(mutant.data)
+        r.saved = str(target)
 
 
 def replay(args: argparse.Namespace, corpus: list[Sample]) -> int:
@@ -641,6 +655,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--replay", type=int, metavar="INDEX",
                     help="rebuild mutant INDEX, run it in this process and report")
     ap.add_argument("--save", metavar="PATH", help="with --replay: write the mutant there")
+    ap.add_argument("--findings-dir", metavar="DIR", type=Path,
+                    help="write every crashing or hanging mutant into DIR")
     ap.add_argument("--worker", dest="worker_paths", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.count < 0 or args.time_limit <= 0 or args.jobs < 1:
@@ -664,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
         return replay(args, corpus)
     started = time.monotonic()
     summary = fuzz(args, corpus)
+    if args.findings_dir is not None:
+        save_findings(summary, corpus, args.seed, args.findings_dir)
     report(summary, args, time.monotonic() - started)
     return 1 if summary.findings else 0
 
