@@ -179,7 +179,21 @@ def test_cli_flags_reach_dlopen(native) -> None:
     assert code == 0 and data["call"]["last_result"] == 424242
 
 
-def test_relib_module_as_a_plain_library(native) -> None:
-    """Without the relib protocol nothing of relib runs; it still maps and leaves cleanly."""
-    code, data, _ = run_cli(str(native("relib_0_7")))
+def test_relib_module_runs_its_protocol_or_plain(native) -> None:
+    lib = str(native("relib_0_7"))
+    code, data, stderr = run_cli(lib)
+    assert code == 0 and data["clean"], data
+    assert data["unload"]["driver"] == "relib-0.7"
+    assert data["unload"]["extra"]["relib_generation"] == "0.7"
+    assert "before_unload" in stderr  # the fixture prints it: relib's unload ran
+    # --plain: nothing of relib runs, it still maps and leaves cleanly
+    code, data, stderr = run_cli(lib, "--plain")
     assert code == 0 and data["clean"] and data["unload"]["driver"] == "plain"
+    assert "before_unload" not in stderr
+
+
+def test_relib_module_isolated_plain_flag_reaches_the_child(native) -> None:
+    code, data, _ = run_cli(str(native("relib_0_7")), "--isolated", "--plain")
+    assert code == 0 and data["unload"]["driver"] == "plain"
+    code, data, _ = run_cli(str(native("relib_0_7")), "--isolated")
+    assert code == 0 and data["unload"]["driver"] == "relib-0.7"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -36,6 +37,8 @@ def add_cycle_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lazy", action="store_true",
                         help="dlopen with RTLD_LAZY instead of RTLD_NOW")
     parser.add_argument("--deepbind", action="store_true", help="dlopen with RTLD_DEEPBIND")
+    parser.add_argument("--plain", dest="protocol", action="store_false",
+                        help="treat a relib module as a plain library (no relib protocol)")
 
 
 def configure_parser(subparsers: Any) -> None:
@@ -87,7 +90,7 @@ def render_text(data: dict[str, Any]) -> str:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from relib_pure.runtime.probe import probe, run_cycle
+    from relib_pure.runtime.probe import native_stdout_to_stderr, probe, run_cycle
 
     if args.times < 1:
         print("relib-pure run: --times must be at least 1", file=sys.stderr)
@@ -96,14 +99,17 @@ def execute(args: argparse.Namespace) -> int:
     if args.isolated:
         result = probe(args.path, call=args.call, restype=args.restype, times=args.times,
                        owner=args.owner, check=args.check, lazy=args.lazy,
-                       deepbind=args.deepbind, timeout=args.timeout)
+                       deepbind=args.deepbind, protocol=args.protocol, timeout=args.timeout)
     else:
-        result = run_cycle(args.path, call=args.call, restype=args.restype, times=args.times,
-                           owner=args.owner, check=args.check, lazy=args.lazy,
-                           deepbind=args.deepbind)
+        with native_stdout_to_stderr():
+            result = run_cycle(args.path, call=args.call, restype=args.restype,
+                               times=args.times, owner=args.owner, check=args.check,
+                               lazy=args.lazy, deepbind=args.deepbind, protocol=args.protocol)
     data = result.to_dict()
     if args.json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data, indent=2), flush=True)
+        # modules left loaded are unloaded at exit and may print: not into the JSON
+        os.dup2(2, 1)
     else:
         print(render_text(data))
     return int(result.exit_code)

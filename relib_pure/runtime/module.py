@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Module", "BoundFunction", "load", "load_validated", "live_modules"]
+__all__ = ["Module", "BoundFunction", "load", "load_validated", "live_modules",
+           "protocol_driver"]
 
 T = TypeVar("T")
 OwnerMode = Literal["thread", "caller"]
@@ -53,6 +54,10 @@ _live: dict[int, Module] = {}
 # drivers) must stay alive as long as the process, because the code is mapped.
 _leaked: list[Module] = []
 _registry_lock = threading.Lock()
+# CPython maps executable pages for ctypes callbacks on first use and never
+# unmaps them; one callback made now keeps the first page out of every
+# module's "left behind" report (drivers create callbacks during a lifetime).
+_CALLBACK_PAGE = ctypes.CFUNCTYPE(None)(lambda: None)
 
 
 def live_modules() -> tuple[Module, ...]:
@@ -549,11 +554,11 @@ def load(path: str | os.PathLike[str], *, policy: Any = None, owner: OwnerMode =
     """
     validated = validate(path, policy=policy, check=check)
     if driver is None:
-        driver = _protocol_driver(validated)
+        driver = protocol_driver(validated)
     return load_validated(validated, owner=owner, lazy=lazy, deepbind=deepbind, driver=driver)
 
 
-def _protocol_driver(validated: Validated) -> Driver | None:
+def protocol_driver(validated: Validated) -> Driver | None:
     """relib's driver for relib modules built with unloading; ``None`` (plain) otherwise."""
     from relib_pure.relib import auto_driver
 

@@ -9,6 +9,7 @@ prints one JSON line per stage and the result last.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -16,7 +17,7 @@ import os
 import signal as signal_mod
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,8 @@ from relib_pure.runtime.report import UnloadReport
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RESTYPES", "RunResult", "ProbeReport", "run_cycle", "probe", "SCHEMA_VERSION"]
+__all__ = ["RESTYPES", "RunResult", "ProbeReport", "run_cycle", "probe", "SCHEMA_VERSION",
+           "native_stdout_to_stderr"]
 
 SCHEMA_VERSION = 1
 
@@ -125,14 +127,16 @@ class ProbeReport:
 
 def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype: str = "void",
               times: int = 1, owner: str = "thread", policy: Any = None, check: bool = True,
-              lazy: bool = False, deepbind: bool = False,
+              lazy: bool = False, deepbind: bool = False, protocol: bool = True,
               on_stage: Callable[[str], None] | None = None) -> RunResult:
     """Load ``path``, call ``call()`` ``times`` times, unload and verify, here.
 
-    Errors the host raises on purpose become the result's ``error``; anything
-    else propagates.
+    ``protocol`` picks the driver as :func:`relib_pure.load` does (relib's for
+    relib modules built with unloading); ``False`` treats every library as
+    plain. Errors the host raises on purpose become the result's ``error``;
+    anything else propagates.
     """
-    from relib_pure.runtime.module import load_validated
+    from relib_pure.runtime.module import load_validated, protocol_driver
     from relib_pure.runtime.validate import validate
 
     if restype not in RESTYPES:
@@ -152,8 +156,9 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
         reach("validate")
         validated = validate(path, policy=policy, check=check)
         reach("load")
+        driver = protocol_driver(validated) if protocol else None
         module = load_validated(validated, owner=owner,  # type: ignore[arg-type]
-                                lazy=lazy, deepbind=deepbind)
+                                lazy=lazy, deepbind=deepbind, driver=driver)
         try:
             if call is not None:
                 fn = module.function(call, RESTYPES[restype], ())
@@ -185,7 +190,8 @@ def _signal_name(num: int) -> str:
 
 def probe(path: str | os.PathLike[str], *, call: str | None = None, restype: str = "void",
           times: int = 1, owner: str = "thread", check: bool = True, lazy: bool = False,
-          deepbind: bool = False, timeout: float = 60.0) -> ProbeReport:
+          deepbind: bool = False, protocol: bool = True,
+          timeout: float = 60.0) -> ProbeReport:
     """Run :func:`run_cycle` in a child ``python -m relib_pure probe`` and report.
 
     The child is the same interpreter with ``faulthandler`` on, so a crash
@@ -204,6 +210,8 @@ def probe(path: str | os.PathLike[str], *, call: str | None = None, restype: str
         cmd.append("--lazy")
     if deepbind:
         cmd.append("--deepbind")
+    if not protocol:
+        cmd.append("--plain")
     env = dict(os.environ)
     # the child must import this very package, wherever it was imported from
     pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -236,14 +244,34 @@ def probe(path: str | os.PathLike[str], *, call: str | None = None, restype: str
 
 
 def child_main(path: str, *, call: str | None, restype: str, times: int, owner: str,
-               check: bool, lazy: bool = False, deepbind: bool = False) -> int:
+               check: bool, lazy: bool = False, deepbind: bool = False,
+               protocol: bool = True) -> int:
     """The child side of :func:`probe`: stage lines then the result, on stdout."""
-    def emit(obj: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(obj) + "\n")
-        sys.stdout.flush()  # a crash right after must not lose the line
+    with native_stdout_to_stderr() as out:
+        def emit(obj: dict[str, Any]) -> None:
+            # unbuffered: a crash right after must not lose the line
+            os.write(out, (json.dumps(obj) + "\n").encode())
 
-    result = run_cycle(path, call=call, restype=restype, times=times, owner=owner, check=check,
-                       lazy=lazy, deepbind=deepbind,
-                       on_stage=lambda s: emit({"stage": s}))
-    emit({"result": result.to_dict()})
+        result = run_cycle(path, call=call, restype=restype, times=times, owner=owner,
+                           check=check, lazy=lazy, deepbind=deepbind, protocol=protocol,
+                           on_stage=lambda s: emit({"stage": s}))
+        emit({"result": result.to_dict()})
     return result.exit_code
+
+
+@contextlib.contextmanager
+def native_stdout_to_stderr() -> Iterator[int]:
+    """Point descriptor 1 at stderr while native code runs; yields the real stdout.
+
+    Libraries print to descriptor 1 behind Python's back, which would break
+    the JSON a command prints there.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield saved
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

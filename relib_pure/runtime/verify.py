@@ -28,6 +28,8 @@ __all__ = ["Snapshot", "take_snapshot", "new_threads", "leaked_fds", "leaked_map
 _ARENA_ALIGN = 64 << 20
 # CPython's small-object allocator maps arenas of this size (1 MiB since 3.10)
 _PYMALLOC_ARENA = (1 << 20) if sys.version_info >= (3, 10) else (256 << 10)
+# ... and gives every Python thread a 16 KiB frame stack of its own (3.11+)
+_PY_DATASTACK = 16 << 10
 
 
 @dataclass(frozen=True)
@@ -140,8 +142,9 @@ def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
     The library's own file is excluded (that is :func:`mappings_of_file`'s
     business), as are pseudo mappings (``[heap]``...), inaccessible
     reservations, files in ``others`` (``(dev, inode)`` of libraries this host
-    loaded since, which are not this module's doing) and what
-    :func:`_allocator_owned` recognises. A region that grew is reported with
+    loaded since, which are not this module's doing), one 16 KiB frame stack
+    per Python thread started meanwhile, and what :func:`_allocator_owned`
+    recognises. A region that grew is reported with
     only its new bytes.
     """
     old_lines = before.maps.splitlines()
@@ -150,6 +153,11 @@ def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
     if not fresh:
         return ()
     covered = procfs.ranges(old_lines)
+    # Python threads started meanwhile (host helpers, other modules' owner
+    # threads) each hold one frame-stack chunk: not this module's doing
+    datastacks = sum(1 for t in threading.enumerate()
+                     if t.native_id is not None and t.native_id not in before.tasks)
+    datastacks = datastacks if sys.version_info >= (3, 11) else 0
     out: list[Mapping] = []
     for m in procfs.parse_maps(fresh):
         if m.perms.startswith("---") or m.path.startswith("["):
@@ -159,6 +167,9 @@ def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
         if m.inode and (m.dev, m.inode) in others:
             continue
         for s, e in _uncovered(m, covered):
+            if datastacks and e - s == _PY_DATASTACK and m.perms == "rw-p" and not m.path:
+                datastacks -= 1
+                continue
             if not _allocator_owned(m, (s, e), after):
                 out.append(Mapping(s, e, m.perms, m.offset + (s - m.start), m.dev, m.inode,
                                    m.path))
