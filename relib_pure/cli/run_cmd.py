@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from typing import Any
 
@@ -107,9 +106,7 @@ def execute(args: argparse.Namespace) -> int:
                                lazy=args.lazy, deepbind=args.deepbind, protocol=args.protocol)
     data = result.to_dict()
     if args.json:
-        print(json.dumps(data, indent=2), flush=True)
-        # modules left loaded are unloaded at exit and may print: not into the JSON
-        os.dup2(2, 1)
+        print(json.dumps(data, indent=2))
     else:
         print(render_text(data))
     return int(result.exit_code)
