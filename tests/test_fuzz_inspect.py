@@ -160,3 +160,22 @@ def test_fuzzer_reports_crash_hang_and_reproducer(tmp_path: Path,
     kept = {p.name.split("-")[1]: p for p in findings.iterdir()}
     assert len(kept) == got["crash"] + got["hang"]
     assert kept[f"mutant{crash[1]}"].read_bytes() == saved.read_bytes()
+
+
+def test_relib_decoding_path_is_targeted(corpus_names: list[str]) -> None:
+    """The fuzzer finds the compilation-info struct and what relocates its
+    pointer (RELA entry, RELR words, PE base relocation) on its own; its
+    length field agrees with the string the inspector decodes."""
+    import relib_pure
+
+    wanted = {"relib_0_7": "relib_info.rela.r_addend", "relib_0_7_bfd": "relib_info.rela.r_addend",
+              "relib_0_7_relr": "relr.word[0]", "pe_dll": "basereloc.relib_info_entry"}
+    corpus, _ = fuzz_inspect.build_corpus([n for n in wanted if n in corpus_names])
+    assert {s.name for s in corpus} >= {"relib_0_7", "pe_dll"}
+    for sample in corpus:
+        fields = {f.name: f for f in sample.fields}
+        assert wanted[sample.name] in fields, sample.name
+        info = relib_pure.inspect(sample.path)
+        assert info.relib is not None and info.relib.compilation_info is not None
+        length = fuzz_inspect._get(sample.data, fields["relib_info.len"])
+        assert length == len(info.relib.compilation_info.raw.encode())

@@ -68,6 +68,8 @@ KINDS = (("bitflip", 25), ("byteset", 15), ("truncate", 15), ("splice", 10), ("f
 WORKER_MEMORY_LIMIT = 3 << 30
 DEFAULT_TARGET = "relib_pure.inspection:inspect"
 _STARTUP_LIMIT = 120.0
+#: Field name prefixes that lead to the relib compilation-info decoding.
+_HOT_FIELDS = ("relib_info", "relr.", "basereloc.", "export.")
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ def elf_fields(data: bytes) -> tuple[Field, ...]:
            ("sh_link", 40, 4), ("sh_info", 44, 4), ("sh_entsize", 56, 8)) if is64 else
           (("sh_name", 0, 4), ("sh_type", 4, 4), ("sh_offset", 16, 4), ("sh_size", 20, 4),
            ("sh_link", 24, 4), ("sh_info", 28, 4), ("sh_entsize", 36, 4)))
-    sections: list[tuple[int, int, int, int]] = []  # type, offset, size, entsize
+    sections: list[tuple[int, int, int, int, int]] = []  # type, offset, size, entsize, link
     for i in range(vals["e_shnum"]):
         base = vals["e_shoff"] + i * vals["e_shentsize"]
         if base + vals["e_shentsize"] > len(data):
@@ -149,17 +151,23 @@ def elf_fields(data: bytes) -> tuple[Field, ...]:
         rec = {n: _get(data, Field(n, base + o, s, e)) for n, o, s in sh}
         label = f"shdr[{i}:{_SHT.get(rec['sh_type'], hex(rec['sh_type']))}]"
         out.extend(Field(f"{label}.{n}", base + o, s, e) for n, o, s in sh)
-        sections.append((rec["sh_type"], rec["sh_offset"], rec["sh_size"], rec["sh_entsize"]))
+        sections.append((rec["sh_type"], rec["sh_offset"], rec["sh_size"], rec["sh_entsize"],
+                         rec["sh_link"]))
     ph = ((("p_type", 0, 4), ("p_offset", 8, 8), ("p_vaddr", 16, 8), ("p_filesz", 32, 8),
            ("p_memsz", 40, 8)) if is64 else
           (("p_type", 0, 4), ("p_offset", 4, 4), ("p_vaddr", 8, 4), ("p_filesz", 16, 4),
            ("p_memsz", 20, 4)))
+    loads: list[tuple[int, int, int]] = []  # vaddr, offset, filesz
     for i in range(vals["e_phnum"]):
         base = vals["e_phoff"] + i * vals["e_phentsize"]
         if base + vals["e_phentsize"] > len(data):
             break
         out.extend(Field(f"phdr[{i}].{n}", base + o, s, e) for n, o, s in ph)
-    for sh_type, off, size, entsize in sections:
+        rec = {n: _get(data, Field(n, base + o, s, e)) for n, o, s in ph}
+        if rec["p_type"] == 1:  # PT_LOAD
+            loads.append((rec["p_vaddr"], rec["p_offset"], rec["p_filesz"]))
+    out.extend(_elf_relib_fields(data, is64, e, sections, loads))
+    for sh_type, off, size, entsize, _link in sections:
         if off + size > len(data):
             continue
         if sh_type == 6:  # dynamic: every entry's tag and value
@@ -183,11 +191,46 @@ def elf_fields(data: bytes) -> tuple[Field, ...]:
         elif sh_type == 0x6FFFFFFD and size >= 20:  # verdef
             out.extend(Field(f"verdef[0].{n}", off + o, s, e) for n, o, s in
                        (("vd_cnt", 6, 2), ("vd_aux", 12, 4), ("vd_next", 16, 4)))
-        elif sh_type in (4, 19) and size >= 3 * w:  # rela / relr: the first entries
+        elif sh_type == 4 and size >= 3 * w:  # rela: the first entries
             for j in range(min(size // w, 6)):
-                out.append(Field(f"{'rela' if sh_type == 4 else 'relr'}.word[{j}]",
-                                 off + j * w, w, e))
+                out.append(Field(f"rela.word[{j}]", off + j * w, w, e))
     return tuple(out)
+
+
+def _elf_relib_fields(data: bytes, is64: bool, e: str,
+                      sections: list[tuple[int, int, int, int, int]],
+                      loads: list[tuple[int, int, int]]) -> list[Field]:
+    """The relib compilation info ``{ptr, len}`` and the RELA entry that fills
+    its pointer: the path from symbol to string the static decoder follows."""
+    w = 8 if is64 else 4
+    info_vaddr = None
+    for sh_type, off, size, entsize, link in sections:
+        if sh_type != 11 or not entsize or link >= len(sections):
+            continue
+        str_off, str_size = sections[link][1], sections[link][2]
+        layout = struct.Struct(e + ("IBBHQQ" if is64 else "IIIBBH"))
+        for j in range(min(size // entsize, (len(data) - off) // entsize)):
+            row = layout.unpack_from(data, off + j * entsize)
+            name_at, value = row[0], (row[4] if is64 else row[1])
+            end = data.find(b"\0", str_off + name_at, str_off + str_size)
+            if end > 0 and data[str_off + name_at:end] == b"__RELIB__CRATE_COMPILATION_INFO__":
+                info_vaddr = value
+    if info_vaddr is None:
+        return []
+    out = []
+    for vaddr, offset, filesz in loads:
+        if vaddr <= info_vaddr < vaddr + filesz and offset + info_vaddr - vaddr + 2 * w <= len(data):
+            at = offset + info_vaddr - vaddr
+            out += [Field("relib_info.ptr", at, w, e), Field("relib_info.len", at + w, w, e)]
+    for sh_type, off, size, entsize, _link in sections:
+        if sh_type == 4 and entsize == 3 * w and off + size <= len(data):
+            for j in range(size // entsize):
+                if _get(data, Field("", off + j * entsize, w, e)) == info_vaddr:
+                    out += [Field(f"relib_info.rela.{n}", off + j * entsize + k * w, w, e)
+                            for k, n in enumerate(("r_offset", "r_info", "r_addend"))]
+        elif sh_type == 19 and off + size <= len(data):  # RELR: small, take every word
+            out += [Field(f"relr.word[{j}]", off + j * w, w, e) for j in range(min(size // w, 64))]
+    return out
 
 
 _SHT = {1: "PROGBITS", 2: "SYMTAB", 3: "STRTAB", 4: "RELA", 6: "DYNAMIC", 7: "NOTE",
@@ -247,6 +290,13 @@ def pe_fields(data: bytes) -> tuple[Field, ...]:
                 (("Name", 12), ("Base", 16), ("NumberOfFunctions", 20), ("NumberOfNames", 24),
                  ("AddressOfFunctions", 28), ("AddressOfNames", 32),
                  ("AddressOfNameOrdinals", 36))]
+        info_rva = _pe_export_rva(data, exp, offset, b"__RELIB__CRATE_COMPILATION_INFO__")
+        info_at = offset(info_rva) if info_rva is not None else None
+        if info_rva is not None and info_at is not None and info_at + 16 <= len(data):
+            w = 8 if plus else 4
+            out += [Field("relib_info.ptr", info_at, w), Field("relib_info.len", info_at + w, w)]
+            reloc_rva, _ = struct.unpack_from("<II", data, dirs + 8 * 5)
+            out += _pe_reloc_fields(data, offset(reloc_rva) if reloc_rva else None, info_rva)
     imp = offset(import_rva) if import_rva else None
     for j in range(8):
         if imp is None or imp + 20 * (j + 1) > len(data):
@@ -254,6 +304,41 @@ def pe_fields(data: bytes) -> tuple[Field, ...]:
         out += [Field(f"import[{j}].{n}", imp + 20 * j + o, 4) for n, o in
                 (("OriginalFirstThunk", 0), ("Name", 12), ("FirstThunk", 16))]
     return tuple(out)
+
+
+def _pe_export_rva(data: bytes, exp: int, offset: Callable[[int], int | None],
+                   name: bytes) -> int | None:
+    """RVA the export table gives for ``name`` (a pristine fixture: no checks beyond bounds)."""
+    functions, names, ordinals = struct.unpack_from("<III", data, exp + 28)
+    count = struct.unpack_from("<I", data, exp + 24)[0]
+    names_at, ordinals_at, functions_at = offset(names), offset(ordinals), offset(functions)
+    if names_at is None or ordinals_at is None or functions_at is None:
+        return None
+    for i in range(count):
+        name_at = offset(struct.unpack_from("<I", data, names_at + 4 * i)[0])
+        if name_at is not None and data[name_at:name_at + len(name) + 1] == name + b"\0":
+            ordinal = struct.unpack_from("<H", data, ordinals_at + 2 * i)[0]
+            return int(struct.unpack_from("<I", data, functions_at + 4 * ordinal)[0])
+    return None
+
+
+def _pe_reloc_fields(data: bytes, start: int | None, rva: int) -> list[Field]:
+    """The base relocation block of ``rva``'s page: its header and the entry for ``rva``."""
+    pos = start
+    while pos is not None and pos + 8 <= len(data):
+        page, size = struct.unpack_from("<II", data, pos)
+        if size < 8:
+            break
+        if page == rva & ~0xFFF:
+            out = [Field("basereloc.block.VirtualAddress", pos, 4),
+                   Field("basereloc.block.SizeOfBlock", pos + 4, 4)]
+            for i in range((size - 8) // 2):
+                entry = struct.unpack_from("<H", data, pos + 8 + 2 * i)[0]
+                if entry & 0xFFF == rva & 0xFFF:
+                    out.append(Field("basereloc.relib_info_entry", pos + 8 + 2 * i, 2))
+            return out
+        pos += size
+    return []
 
 
 def load_sample(name: str, path: Path) -> Sample:
@@ -332,8 +417,10 @@ def _field(rng: random.Random, s: Sample, corpus: list[Sample]) -> tuple[bytes, 
         return _bitflip(rng, s, corpus)
     data = bytearray(s.data)
     changes = []
+    # a few hundred fields per file: give the relib decoding path its share
+    hot = [f for f in s.fields if f.name.startswith(_HOT_FIELDS)]
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
-        f = rng.choice(s.fields)
+        f = rng.choice(hot if hot and rng.random() < 0.25 else s.fields)
         old = _get(s.data, f)
         r = rng.random()
         if r < 0.5:
