@@ -236,10 +236,11 @@ def render_text(info: LibraryInfo, show_all: bool = False) -> str:
     hazards = _hazard_lines(info)
     rows.append(("hazards", "; ".join(hazards) if hazards else "none"))
     h = info.hazards
-    rows.append(("init/fini", f"init_array {h.init_array}, fini_array {h.fini_array}"
-                              f"{', DT_INIT' if h.has_init else ''}"
-                              f"{', DT_FINI' if h.has_fini else ''}"
-                              f"{f', TLS {h.tls_size} bytes' if h.tls_size else ''}"))
+    if info.format == "elf":
+        rows.append(("init/fini", f"init_array {h.init_array}, fini_array {h.fini_array}"
+                                  f"{', DT_INIT' if h.has_init else ''}"
+                                  f"{', DT_FINI' if h.has_fini else ''}"
+                                  f"{f', TLS {h.tls_size} bytes' if h.tls_size else ''}"))
     rows.extend(_relib_lines(info))
     flags = [*info.dynamic_flags, *info.dynamic_flags_1]
     if flags:
