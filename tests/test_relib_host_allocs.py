@@ -89,3 +89,29 @@ def test_store_applies_batches_in_order_with_odd_layouts() -> None:
     assert packed.count == 4 and packed.total_bytes == 64 + 1024 + 48 + 32
     assert store.is_ptr_allocated(0x3000) and not store.is_ptr_allocated(0x2000)
     assert (store.batches, store.ops) == (3, 9)
+
+
+def test_store_entries_from_before_the_main_layout_was_chosen() -> None:
+    # init reports through on_alloc and small flushes come before the first big
+    # batch fixes the store's main layout; their entries must still be removable
+    import struct
+
+    from relib_pure.relib.allocs import AllocStore
+
+    store = AllocStore(998)
+    store.on_alloc(0x10, 32, 8)  # will be the main layout's size later
+    small = _ops((0, 0x20, 32, 8), (0, 0x30, 24, 8))
+    store.on_cached_allocs(ctypes.addressof(small), 2)
+    big = _ops(*[(0, 0x100000 + 64 * i, 32, 8) for i in range(1000)],
+               (1, 0x10, 32, 8), (1, 0x20, 32, 8), (0, 0x40, 32, 8))
+    store.on_cached_allocs(ctypes.addressof(big), 1003)
+    # 0x30 comes back with the main layout (its Dealloc was cancelled in the cache)
+    late = _ops((1, 0x100000, 32, 8), (0, 0x30, 32, 8))
+    store.on_cached_allocs(ctypes.addressof(late), 2)
+    packed = store.pack()
+    live = {ptr: (size, align) for ptr, size, align in struct.iter_unpack("<QQQ",
+                                                                          bytes(packed.buffer))}
+    assert 0x10 not in live and 0x20 not in live and 0x100000 not in live
+    assert live[0x30] == (32, 8) and live[0x40] == (32, 8)
+    assert len(live) == packed.count == 999 + 2
+    assert packed.total_bytes == 32 * packed.count

@@ -42,6 +42,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _TAG_ALLOC = 0
+#: a batch at least this big chooses the store's main layout (not init's reports)
+_MAIN_LAYOUT_MIN_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,14 @@ class AllocStore:
 
     def __init__(self, module_id: int) -> None:
         self.module_id = module_id
-        self._live: dict[int, tuple[int, int]] = {}
+        # Live pointers whose layout is the store's main layout (the dominant one of
+        # the first batch) sit in a set, every other pointer in a dict with its
+        # layout: set updates are C loops without per-entry values, and most
+        # modules allocate one size far more often than others. A pointer is in
+        # exactly one of the two.
+        self._main_layout: tuple[int, int] | None = None
+        self._main: set[int] = set()
+        self._other: dict[int, tuple[int, int]] = {}
         self._layouts: dict[tuple[int, int], tuple[int, int]] = {}
         self._pending: deque[bytes] = deque()
         self._lock = threading.Lock()  # guards _pending and the counters
@@ -93,7 +102,7 @@ class AllocStore:
 
     def __len__(self) -> int:
         self.fold()
-        return len(self._live)
+        return len(self._main) + len(self._other)
 
     def _layout(self, size: int, align: int) -> tuple[int, int]:
         key = (size, align)
@@ -104,7 +113,7 @@ class AllocStore:
         start = time.perf_counter()
         self.fold()  # keep the order with batches queued before
         with self._fold_lock:
-            self._live[ptr] = self._layout(size, align)
+            self._insert(self._layout(size, align), [ptr])
         with self._lock:
             self.alloc_calls += 1
             self.callback_seconds += time.perf_counter() - start
@@ -157,42 +166,81 @@ class AllocStore:
         ptrs = words[1::4].tolist()
         sizes = words[2::4].tolist()
         aligns = words[3::4].tolist()
-        size0, align0 = sizes[0], aligns[0]
+        # the batch's dominant layout, by a majority of three samples (ops come in
+        # the module's hash order, so any position is as good as another)
+        samples = [(sizes[i], aligns[i]) for i in (0, count // 2, count - 1)]
+        size0, align0 = max(samples, key=samples.count)
         main = self._layout(size0, align0)
+        if self._main_layout is None and count >= _MAIN_LAYOUT_MIN_BATCH:
+            self._main_layout = main
         if sizes.count(size0) == count and aligns.count(align0) == count:
             odd: list[int] = []
         else:
             differs = map(or_, map(ne, sizes, repeat(size0)), map(ne, aligns, repeat(align0)))
             odd = list(compress(range(count), differs))
-        live = self._live
-        pop = live.pop
         for lo in range(0, count, FOLD_CHUNK):
             t = tags[lo:lo + FOLD_CHUNK]
             p = ptrs[lo:lo + FOLD_CHUNK]
             if not any(t):
-                live.update(zip(p, repeat(main)))
+                self._insert(main, p)
             elif t.count(_TAG_ALLOC) == 0:
-                deque(map(pop, p, repeat(None)), maxlen=0)
+                self._remove(main, p)
             else:
-                deque(map(pop, compress(p, t), repeat(None)), maxlen=0)
-                live.update(zip(compress(p, map(not_, t)), repeat(main)))
+                self._remove(main, list(compress(p, t)))
+                self._insert(main, list(compress(p, map(not_, t))))
+        # ops of another layout went in with the batch's layout: move them
         layout = self._layout
         for i in odd:
             if tags[i] == _TAG_ALLOC:
-                live[ptrs[i]] = layout(sizes[i], aligns[i])
+                self._insert(layout(sizes[i], aligns[i]), [ptrs[i]])
+            else:
+                self._remove(layout(sizes[i], aligns[i]), [ptrs[i]])
+
+    def _insert(self, layout: tuple[int, int], ptrs: list[int]) -> None:
+        """Alloc ``ptrs`` with ``layout``, replacing any entry they have (fold lock held)."""
+        if layout == self._main_layout:
+            other = self._other
+            if other and not other.keys().isdisjoint(ptrs):
+                for ptr in other.keys() & set(ptrs):
+                    del other[ptr]
+            self._main.update(ptrs)
+        else:
+            main = self._main
+            if main and not main.isdisjoint(ptrs):
+                main.difference_update(ptrs)
+            self._other.update(zip(ptrs, repeat(layout)))
+
+    def _remove(self, layout: tuple[int, int], ptrs: list[int]) -> None:
+        """Dealloc ``ptrs``, wherever they are.
+
+        The dealloc's layout says where a pointer normally is, but not always:
+        entries made before the main layout was chosen stay in the dict. So the
+        other structure is checked too (a C-level scan; the dict is usually small).
+        """
+        main, other = self._main, self._other
+        if layout == self._main_layout:
+            main.difference_update(ptrs)
+            if other and not other.keys().isdisjoint(ptrs):
+                deque(map(other.pop, ptrs, repeat(None)), maxlen=0)
+        else:
+            if other:
+                deque(map(other.pop, ptrs, repeat(None)), maxlen=0)
+            if main and not main.isdisjoint(ptrs):
+                main.difference_update(ptrs)
 
     def is_ptr_allocated(self, ptr: int) -> bool:
         """Whether ``ptr`` is currently a live allocation of this module."""
         # always through fold(): a batch the background folder already took off
         # the queue is only in the map once it releases the fold lock
         self.fold()
-        return ptr in self._live
+        return ptr in self._main or ptr in self._other
 
     def total_bytes(self) -> int:
         """Sum of the sizes of the live allocations."""
         self.fold()
         with self._fold_lock:
-            return sum(size for size, _align in self._live.values())
+            main = self._main_layout[0] * len(self._main) if self._main_layout else 0
+            return main + sum(size for size, _align in self._other.values())
 
     def pack(self) -> PackedAllocations:
         """The live set as a contiguous ``Allocation[]`` for the module's ``exit``.
@@ -202,13 +250,21 @@ class AllocStore:
         """
         self.fold()
         with self._fold_lock:
-            items = list(self._live.items())
-        flat = array("Q", chain.from_iterable((ptr, size, align)
-                                              for ptr, (size, align) in items))
+            main = array("Q", self._main)
+            main_layout = self._main_layout or (0, 0)
+            other = list(self._other.items())
+        count = len(main) + len(other)
+        flat = array("Q", bytes(count * ALLOCATION_SIZE))
+        # the main-layout entries are interleaved with C-level slice assignments
+        n = len(main)
+        flat[0:3 * n:3] = main
+        flat[1:3 * n:3] = array("Q", [main_layout[0]]) * n
+        flat[2:3 * n:3] = array("Q", [main_layout[1]]) * n
+        flat[3 * n:] = array("Q", chain.from_iterable((ptr, size, align)
+                                                       for ptr, (size, align) in other))
         buffer = bytearray(flat.tobytes())
-        assert len(buffer) == len(items) * ALLOCATION_SIZE
-        total = sum(flat[1::3])
-        return PackedAllocations(buffer, len(items), total)
+        total = main_layout[0] * n + sum(size for _ptr, (size, _align) in other)
+        return PackedAllocations(buffer, count, total)
 
 
 class _Folder:
