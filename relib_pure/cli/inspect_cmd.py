@@ -12,14 +12,15 @@ any path could not be (each such path also gets a one-line error).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from relib_pure.errors import RelibError
-from relib_pure.model import LibraryInfo
+
+if TYPE_CHECKING:
+    from relib_pure.model import LibraryInfo
 
 __all__ = ["configure_parser", "execute", "library_dict", "render_text", "JSON_VERSION"]
 
@@ -128,6 +129,8 @@ def library_dict(info: LibraryInfo) -> dict[str, Any]:
     symbols); symbols are flat records of scalars, so a copy of their
     attribute dict is the same value at a tenth of the cost.
     """
+    import dataclasses
+
     slim = dataclasses.replace(info, exports=(), imports=())
     result = slim.to_dict()
     result["exports"] = [dict(vars(s)) for s in info.exports]
@@ -138,6 +141,8 @@ def library_dict(info: LibraryInfo) -> dict[str, Any]:
 def _json_view(info: LibraryInfo) -> dict[str, Any]:
     """Like :func:`library_dict`, but the symbol entries are the symbols' own
     attribute dicts, not copies: only for immediate, read-only serialisation."""
+    import dataclasses
+
     slim = dataclasses.replace(info, exports=(), imports=())
     result = slim.to_dict()
     result["exports"] = [vars(s) for s in info.exports]

@@ -10,18 +10,21 @@ wrong and whose ``path`` names the file.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import mmap
 import os
 import stat
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from relib_pure.errors import InspectionError
 from relib_pure.inspection._image import Buffer
-from relib_pure.model import LibraryInfo
+
+if TYPE_CHECKING:
+    # The model (and dataclasses) load with the reader, after the hash thread
+    # has started: every import before it delays the whole report.
+    from relib_pure.model import LibraryInfo
 
 __all__ = ["inspect", "inspect_bytes", "begin_inspect", "PendingInspection", "sniff_format"]
 
@@ -174,6 +177,8 @@ class PendingInspection:
         digest = self.sha256()
         if self.info.sha256 == digest:
             return self.info
+        import dataclasses
+
         return dataclasses.replace(self.info, sha256=digest)
 
     def close(self) -> None:
@@ -196,6 +201,8 @@ class PendingInspection:
 def _with_hash(info: LibraryInfo, data: Buffer) -> LibraryInfo:
     if info.sha256:
         return info
+    import dataclasses
+
     return dataclasses.replace(info, sha256=hashlib.sha256(data).hexdigest())
 
 
