@@ -22,10 +22,11 @@ sys.path.insert(0, str(REPO / "tools"))
 import build_fixtures  # noqa: E402
 import fuzz_inspect  # noqa: E402
 
-#: ELF (C, C++, Rust, relib over each relocation flavour, foreign arch) and PE.
+#: ELF (C, C++, Rust, relib over each relocation flavour, foreign arch, ELF32,
+#: big-endian) and PE.
 CORPUS = ("c_plain", "c_versioned", "c_static_tls", "cxx_unique", "cross_foreign", "pe_dll",
           "pe_dll_minimal", "rust_plain", "relib_0_7", "relib_0_7_bfd", "relib_0_7_relr",
-          "relib_0_1_8")
+          "relib_0_1_8", "inspect_elf32", "inspect_be64")
 SEED = 20261126
 
 
