@@ -49,7 +49,9 @@ def sniff_format(head: bytes) -> str | None:
 
 
 def _unknown_format(path: str, head: bytes) -> InspectionError:
-    if head[:4] in _MACHO_MAGICS:
+    if head[:4] == b"\xca\xfe\xba\xbe":
+        what = "a Mach-O universal binary (macOS) or Java class file, not an ELF or PE library"
+    elif head[:4] in _MACHO_MAGICS:
         what = "a Mach-O file (macOS), which relib_pure does not read"
     elif head.startswith(b"!<arch>\n"):
         what = "a static library archive (ar), not a shared library"
