@@ -260,7 +260,10 @@ def _expect_truncated(name: str, data: bytes, cuts: list[int]) -> None:
     ("c_plain", 4096, 3),
     ("cxx_unique", 1024, 41),
     ("cross_foreign", 1024, 101),
+    ("inspect_elf32", 1024, 37),
+    ("inspect_be64", 1024, 37),
     ("pe_dll", 0x600, 53),
+    ("pe_dll_minimal", 0x400, 7),
 ])
 def test_truncated_at_many_offsets(native: Callable[[str], Path], fixture: str, dense: int,
                                    step: int) -> None:
