@@ -344,3 +344,15 @@ def test_named_export_with_null_address_is_dropped(dll: Path, dumped: ObjdumpPE,
     assert {e.ordinal: (e.name, e.rva, e.forwarder) for e in got.exports} == \
         objdump(patched).exports
     assert len(got.exports) == len(info.pe.exports) - 1
+
+
+@pytest.mark.parametrize("value,machine", [(0xAA64, "aarch64"), (0x8664, "x86_64")])
+def test_machine_field_is_mapped(dll: Path, tmp_path: Path, value: int, machine: str) -> None:
+    data = bytearray(dll.read_bytes())
+    (lfanew,) = struct.unpack_from("<I", data, 0x3C)
+    struct.pack_into("<H", data, lfanew + 4, value)
+    patched = tmp_path / "machine.dll"
+    patched.write_bytes(bytes(data))
+    info = read(patched)
+    assert info.pe is not None
+    assert (info.machine, info.pe.machine, info.bits) == (machine, machine, 64)
