@@ -220,3 +220,14 @@ def test_copy_loaded_twice_from_other_path(native, tmp_path) -> None:
         assert ma.module_id != mb.module_id
         assert ma.exports.counter() == 1 and ma.exports.counter() == 2
         assert mb.exports.counter() == 1  # separate statics
+
+
+def test_not_a_relib_module_is_refused_before_dlopen(native) -> None:
+    from relib_pure.errors import InspectionError
+
+    path = native("c_plain")
+    with pytest.raises(InspectionError) as info:
+        load_module(path)
+    assert info.value.code == "inspect.no-compilation-info" and info.value.path == str(path)
+    with open("/proc/self/maps") as f:
+        assert str(path) not in f.read()

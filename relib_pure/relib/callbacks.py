@@ -15,20 +15,18 @@ Rust host does, because the module's state would otherwise be corrupt.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 import traceback
-from ctypes import c_void_p
 from typing import Any, NoReturn
 
-from relib_pure.abi import Generation, internal_import
+from relib_pure.abi import Generation
 from relib_pure.relib import allocs
 from relib_pure.relib.layouts import (EPRINTLN, IS_PTR_ALLOCATED, ON_ALLOC, ON_CACHED_ALLOCS,
                                       UNRECOVERABLE, UNRECOVERABLE_WITH_ID, RawSlice,
                                       StableLayout, Str)
 
-__all__ = ["InternalCallbacks", "callbacks_for", "write_stderr", "fatal", "write_slot"]
+__all__ = ["InternalCallbacks", "callbacks_for", "write_stderr", "fatal"]
 
 
 def write_stderr(text: str) -> None:
@@ -133,16 +131,6 @@ class InternalCallbacks:
         missing = set(generation.internal_imports) - set(funcs)
         assert not missing, f"no callback for {missing}"
         self.funcs = funcs
-
-    def install(self, lib: ctypes.CDLL) -> None:
-        """Write every internal import slot of ``lib`` (symbols already checked)."""
-        for suffix, func in self.funcs.items():
-            write_slot(lib, internal_import(suffix), func)
-
-
-def write_slot(lib: ctypes.CDLL, symbol: str, func: Any) -> None:
-    """Overwrite the 8-byte function-pointer slot ``symbol`` with ``func``."""
-    c_void_p.in_dll(lib, symbol).value = ctypes.cast(func, c_void_p).value
 
 
 # Never cleared: the libraries that use these may stay mapped until exit.

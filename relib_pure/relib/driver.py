@@ -125,7 +125,8 @@ class RelibDriver:
                 missing.append(spec.symbol)
             else:
                 self.exports[spec.name] = bound
-        table, writes = None, {}
+        table: ImportTable | None = None
+        writes: dict[int, Any] = {}
         try:
             table, writes = build_imports(self.import_specs, self.implementations, gen, resolve,
                                           path=path)
@@ -150,9 +151,12 @@ class RelibDriver:
     def _init(self, module: Any) -> None:
         gen = self.generation
         cbs = callbacks_for(gen)
+        resolve = self._resolve
+        assert resolve is not None
         for suffix, func in cbs.funcs.items():
-            ctypes.c_void_p.from_address(self._resolve(internal_import(suffix))  # type: ignore[misc]
-                                         ).value = ctypes.cast(func, ctypes.c_void_p).value
+            slot = resolve(internal_import(suffix))
+            assert slot, suffix  # checked in after_open
+            ctypes.c_void_p.from_address(slot).value = ctypes.cast(func, ctypes.c_void_p).value
         self.module_id = allocs.new_module_id()
         # before init: init already reports the cache's own buffers through on_alloc
         self.store = allocs.register(self.module_id)

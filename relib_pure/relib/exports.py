@@ -61,7 +61,8 @@ class ExportFunction:
         else:
             restype = c_void_p if self.boxed else spec.restype
             self._func = CFUNCTYPE(restype, POINTER(c_bool), *argtypes)(address)
-            self._post = CFUNCTYPE(None, c_void_p)(post_address) if self.boxed else None
+            self._post = (CFUNCTYPE(None, c_void_p)(post_address)
+                          if self.boxed and post_address is not None else None)
         if spec.rust_return is not None and generation.export_convention == "B":
             expected = type_needs_box(spec.rust_return, generation)
             if expected != self.boxed:

@@ -90,7 +90,7 @@ class RStr(Structure):
         raw = data.encode() if isinstance(data, str) else bytes(data)
         buf = ctypes.create_string_buffer(raw, len(raw) or 1)
         view = cls(ctypes.cast(buf, c_void_p).value, len(raw))
-        view._keep = buf  # type: ignore[attr-defined]  # why: the module reads it later
+        view._keep = buf  # the module reads the bytes after this call returns
         return view
 
     def to_bytes(self) -> bytes:
@@ -134,7 +134,7 @@ class U128(Structure):
 
     @property
     def value(self) -> int:
-        return self.lo | (self.hi << 64)
+        return int(self.lo) | (int(self.hi) << 64)
 
     @classmethod
     def from_int(cls, value: int) -> U128:

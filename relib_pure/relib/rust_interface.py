@@ -106,7 +106,9 @@ def _match(text: str, start: int, open_: str, close: str) -> int:
 
 def _split_top(text: str) -> list[str]:
     """Split on commas outside ``<>``, ``()`` and ``[]``."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for i, c in enumerate(text):
         if c in "<([":
             depth += 1
@@ -175,7 +177,7 @@ def _trait_body(text: str, trait: str, path: str) -> str:
 
 def _functions(body: str, path: str, trait: str) -> list[tuple[str, list[tuple[str, str]], str]]:
     """``(name, [(param, type)], return spelling)`` for each fn of a trait body."""
-    found = []
+    found: list[tuple[str, list[tuple[str, str]], str]] = []
     i = 0
     while True:
         m = re.compile(r"\bfn\s+([A-Za-z_]\w*)").search(body, i)

@@ -17,8 +17,6 @@ from relib_pure.relib.layouts import U128, RStr, RString, RVecU8
 
 __all__ = ["copy_out", "copy_from_address", "to_ctype", "is_struct"]
 
-_TEXT_TYPES: tuple[type, ...] = (RStr, RString)
-
 
 def is_struct(ctype: Any) -> bool:
     """Whether ``ctype`` is a ctypes ``Structure`` type (needs by-value/boxed handling)."""
@@ -35,7 +33,7 @@ def copy_out(ctype: Any, value: Any) -> Any:
         return None
     if isinstance(value, U128):
         return value.value
-    if isinstance(value, _TEXT_TYPES):
+    if isinstance(value, (RStr, RString)):
         return value.to_str()
     if isinstance(value, RVecU8):
         return value.to_bytes()
@@ -66,7 +64,7 @@ def to_ctype(ctype: Any, value: Any) -> Any:
     if isinstance(value, ctype):
         return value
     if ctype is RStr and isinstance(value, (bytes, bytearray, str)):
-        return RStr.from_bytes(value)
+        return RStr.from_bytes(value if isinstance(value, str) else bytes(value))
     if ctype is U128 and isinstance(value, int):
         return U128.from_int(value)
     if is_struct(ctype) and isinstance(value, tuple):
