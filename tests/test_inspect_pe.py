@@ -356,3 +356,45 @@ def test_machine_field_is_mapped(dll: Path, tmp_path: Path, value: int, machine:
     info = read(patched)
     assert info.pe is not None
     assert (info.machine, info.pe.machine, info.bits) == (machine, machine, 64)
+
+
+@pytest.fixture(scope="module")
+def pe32_dll(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``fixtures/pe/pe32.c`` as a PE32 DLL (see that file for why it is built here)."""
+    gcc, ld = "x86_64-w64-mingw32-gcc", "x86_64-w64-mingw32-ld"
+    if shutil.which(gcc) is None or shutil.which(ld) is None:
+        pytest.skip("MinGW gcc/ld missing")
+    out = tmp_path_factory.mktemp("pe32")
+    verbose = subprocess.run([ld, "-m", "i386pep", "--verbose"], capture_output=True,
+                             text=True).stdout
+    script = verbose.split("=" * 50)[1]
+    (out / "i386pe.x").write_text(script.replace("pei-x86-64", "pei-i386")
+                                  .replace("i386:x86-64", "i386"))
+    steps = [
+        [gcc, "-m32", "-O1", "-c", str(REPO / "fixtures" / "pe" / "pe32.c"), "-o",
+         str(out / "pe32.o")],
+        [ld, "-m", "i386pe", "-T", str(out / "i386pe.x"), "--dll", "--dynamicbase",
+         "-e", "_DllMainCRTStartup@12", str(out / "pe32.o"), "-o", str(out / "pe32.dll")],
+    ]
+    for cmd in steps:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot build a PE32 DLL here: {r.stderr.strip()[:300]}")
+    return out / "pe32.dll"
+
+
+def test_pe32_dll(pe32_dll: Path) -> None:
+    dumped = objdump(pe32_dll)
+    assert dumped.magic == 0x10B  # objdump agrees it is PE32
+    info = read(pe32_dll)
+    assert (info.machine, info.bits, info.format) == ("i386", 32, "pe")
+    assert info.pe is not None
+    assert "32BIT_MACHINE" in info.pe.characteristics
+    assert info.pe.image_base == dumped.image_base
+    assert {e.ordinal: (e.name, e.rva, e.forwarder) for e in info.pe.exports} == dumped.exports
+    assert info.pe.imports == () and info.needed == ()
+    assert info.relib is not None and info.relib.has_main
+    ci = info.relib.compilation_info
+    assert ci is not None and ci.source == "pe-basereloc"  # a HIGHLOW relocation
+    assert ci.raw == "1.95.0 (59807616e 2026-04-14)|i686-pc-windows-gnu|22.1.2|0.7.0|1"
+    assert ci.host_triple == "i686-pc-windows-gnu"

@@ -372,12 +372,9 @@ def _null_named_exports(pe: pefile.PE, data: Data, size: int) -> int:
 
 
 def _imports(path: str, pe: pefile.PE) -> tuple[PEImport, ...]:
-    entries = getattr(pe, "DIRECTORY_ENTRY_IMPORT", None)
-    if entries is None:
-        if _directory(pe, _DIR_IMPORT)[0]:
-            raise InspectionError("import directory could not be read", path=path,
-                                  code="inspect.malformed")
-        return ()
+    # pefile leaves the attribute unset for a table holding only its null
+    # terminator; _check_import_descriptors already matched the count.
+    entries = getattr(pe, "DIRECTORY_ENTRY_IMPORT", ())
     out: list[PEImport] = []
     for entry in entries:
         dll = _name(path, entry.dll, "imported DLL")
