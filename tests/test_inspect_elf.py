@@ -427,6 +427,39 @@ def test_relib_symbols_follow_generation(native, name: str) -> None:
         f for f in relib.exports if f.trait is None)
 
 
+def test_relib_without_compilation_info(native) -> None:
+    relib = inspect(native("inspect_relib_no_info")).relib
+    assert relib is not None and relib.compilation_info is None
+    assert relib.compilation_info_error == f"{abi.COMPILATION_INFO_SYMBOL} is not defined"
+    assert relib.has_main
+    assert [f.symbol for f in relib.exports] == ["__relib__Exports_add", "__relib__main"]
+    assert [f.symbol for f in relib.imports] == ["__relib__Imports_log"]
+
+
+def test_relib_with_undecodable_compilation_info(native) -> None:
+    relib = inspect(native("inspect_relib_bad_info")).relib
+    assert relib.compilation_info is None
+    assert "3 '|'-separated fields" in relib.compilation_info_error
+    assert "1.95.0|x86_64|22" in relib.compilation_info_error
+
+
+def test_relib_compilation_info_length_checked(native, tmp_path: Path) -> None:
+    path = native("inspect_relib_bad_info")
+    info = inspect(path)
+    sym = info.find_export(abi.COMPILATION_INFO_SYMBOL)
+    data = bytearray(path.read_bytes())
+    loads = re.findall(r"^\s+LOAD\s+(0x[0-9a-f]+) (0x[0-9a-f]+)", readelf("-l", "-W", path),
+                       re.M)
+    offset = next(int(o, 16) + sym.value - int(v, 16) for o, v in reversed(loads)
+                  if int(v, 16) <= sym.value)
+    struct.pack_into("<Q", data, offset + 8, 1 << 40)
+    patched = tmp_path / "long.so"
+    patched.write_bytes(bytes(data))
+    relib = inspect(patched).relib
+    assert relib.compilation_info is None
+    assert "implausible" in relib.compilation_info_error
+
+
 # -- file-level errors and the two entry points -------------------------------------------
 
 
