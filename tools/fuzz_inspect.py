@@ -532,31 +532,35 @@ def build_corpus(names: list[str] | None) -> tuple[list[Sample], dict[str, str]]
 
 
 def worker_main(args: argparse.Namespace) -> int:
-    """Serve mutant indexes from stdin, one JSON result line each on stdout."""
+    """Serve mutant indexes from stdin, one JSON result line each on the protocol pipe."""
     try:
         resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_LIMIT, WORKER_MEMORY_LIMIT))
     except (ValueError, OSError):
         pass
+    # The protocol keeps the original stdout; anything the target prints, from
+    # Python or C, goes to stderr instead of into the result lines.
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     logging.disable(logging.CRITICAL)  # readers may log warnings on hostile input
     # the parent already built the fixtures: load them straight from its paths
     corpus = [load_sample(name, Path(path)) for name, path in
               (item.split("=", 1) for item in args.worker_paths.split(os.pathsep))]
     target = _load_target(args.target)
     check = None if args.no_check else _load_check()
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
-    with tempfile.TemporaryDirectory(prefix="relib-fuzz-") as tmp:
-        for line in sys.stdin:
-            index = int(line)
-            mutant = make_mutant(corpus, args.seed, index)
-            path = os.path.join(tmp, f"mutant{mutant.suffix}")
-            with open(path, "wb") as f:
-                f.write(mutant.data)
-            outcome, detail, code = run_one(target, check, path)
-            sys.stdout.write(json.dumps({"index": index, "outcome": outcome, "detail": detail,
-                                         "code": code, "base": mutant.base,
-                                         "description": mutant.description}) + "\n")
-            sys.stdout.flush()
+    protocol.write("ready\n")
+    # the parent owns (and removes) the folder: a killed worker leaves nothing behind
+    stem = os.path.join(args.worker_dir, f"mutant-{os.getpid()}")
+    for line in sys.stdin:
+        index = int(line)
+        mutant = make_mutant(corpus, args.seed, index)
+        path = stem + mutant.suffix
+        with open(path, "wb") as f:
+            f.write(mutant.data)
+        outcome, detail, code = run_one(target, check, path)
+        protocol.write(json.dumps({"index": index, "outcome": outcome, "detail": detail,
+                                   "code": code, "base": mutant.base,
+                                   "description": mutant.description}) + "\n")
     return 0
 
 
@@ -591,8 +595,8 @@ class Summary:
 
 def _spawn(args: argparse.Namespace) -> _Worker:
     paths = os.pathsep.join(f"{name}={path}" for name, path in args.fixture_paths)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", paths, "--seed",
-           str(args.seed), "--target", args.target]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", paths, "--worker-dir",
+           args.worker_dir, "--seed", str(args.seed), "--target", args.target]
     if args.no_check:
         cmd.append("--no-check")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -745,6 +749,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--findings-dir", metavar="DIR", type=Path,
                     help="write every crashing or hanging mutant into DIR")
     ap.add_argument("--worker", dest="worker_paths", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-dir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.count < 0 or args.time_limit <= 0 or args.jobs < 1:
         ap.error("--count must be >= 0, --time-limit > 0, --jobs >= 1")
@@ -766,7 +771,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.replay is not None:
         return replay(args, corpus)
     started = time.monotonic()
-    summary = fuzz(args, corpus)
+    try:
+        with tempfile.TemporaryDirectory(prefix="relib-fuzz-") as tmp:
+            args.worker_dir = tmp
+            summary = fuzz(args, corpus)
+    except RuntimeError as e:  # a worker that cannot even start: the setup is broken
+        print(f"fuzz_inspect: {e}", file=sys.stderr)
+        return 2
     if args.findings_dir is not None:
         save_findings(summary, corpus, args.seed, args.findings_dir)
     report(summary, args, time.monotonic() - started)
