@@ -72,8 +72,8 @@ class AllocStore:
     meanwhile) are released quickly; a background thread folds queued batches
     into the map, in order. Every reader (:meth:`is_ptr_allocated`,
     :meth:`pack`, ``len``) folds what is still queued first, so answers are
-    always exact. Layout tuples are interned: a million live entries cost one
-    dict slot each and no per-entry objects.
+    always exact. Pointers of the main layout cost one set slot each, others
+    one dict slot holding an interned layout tuple (no per-entry objects).
 
     Thread-safe. No lock is ever held while module code runs, and folding never
     calls module code.
@@ -82,7 +82,7 @@ class AllocStore:
     def __init__(self, module_id: int) -> None:
         self.module_id = module_id
         # Live pointers whose layout is the store's main layout (the dominant one of
-        # the first batch) sit in a set, every other pointer in a dict with its
+        # the first sizeable batch) sit in a set, every other pointer in a dict with its
         # layout: set updates are C loops without per-entry values, and most
         # modules allocate one size far more often than others. A pointer is in
         # exactly one of the two.
