@@ -217,15 +217,20 @@ class AllocStore:
         entries made before the main layout was chosen stay in the dict. So the
         other structure is checked too (a C-level scan; the dict is usually small).
         """
+        # A pointer is in one structure only: when the expected one held them all,
+        # the other needs no scan (the common case).
         main, other = self._main, self._other
         if layout == self._main_layout:
+            before = len(main)
             main.difference_update(ptrs)
-            if other and not other.keys().isdisjoint(ptrs):
+            if before - len(main) != len(ptrs) and other and \
+                    not other.keys().isdisjoint(ptrs):
                 deque(map(other.pop, ptrs, repeat(None)), maxlen=0)
         else:
+            before = len(other)
             if other:
                 deque(map(other.pop, ptrs, repeat(None)), maxlen=0)
-            if main and not main.isdisjoint(ptrs):
+            if before - len(other) != len(ptrs) and main and not main.isdisjoint(ptrs):
                 main.difference_update(ptrs)
 
     def is_ptr_allocated(self, ptr: int) -> bool:
