@@ -17,7 +17,10 @@ import pytest
 from relib_pure.errors import (AlreadyLoaded, ExportPanicked, IncompatibleModuleError,
                                UnloadError)
 from relib_pure.relib import RString, load_module
-from test_relib_host_support import child_json, load_fixture, run_child
+from test_relib_host_support import GENERATION_FIXTURES, child_json, load_fixture, run_child
+
+#: generations covered by every scenario their base fixture supports
+FULL = ["0.1.8", "0.2.3", "0.7"]
 
 
 def _mapped(path: Path | str) -> bool:
@@ -55,14 +58,15 @@ def test_parallel_module_loading_one_ok(native, tmp_path) -> None:
     assert all(e.code == "load.already-loaded" and e.path == str(path) for e in errors)
 
 
-def test_is_already_loaded_error(native) -> None:
-    path = native("relib_0_7")
-    m = load_fixture(path, "0.7")
+@pytest.mark.parametrize("gen", FULL)
+def test_is_already_loaded_error(native, gen: str) -> None:
+    path = native(GENERATION_FIXTURES[gen])
+    m = load_fixture(path, gen)
     with pytest.raises(AlreadyLoaded):
-        load_fixture(path, "0.7")
+        load_fixture(path, gen)
     assert m.loaded  # the failed second load did not disturb the first
     assert m.unload().unloaded
-    again = load_fixture(path, "0.7")
+    again = load_fixture(path, gen)
     assert again.unload().unloaded
 
 
@@ -147,8 +151,9 @@ def test_before_unload_panic(native, variant: str, gen: str) -> None:
     assert "panicked" in proc.stderr
 
 
-def test_multiple_modules_on_ten_threads(native, tmp_path) -> None:
-    src = native("relib_0_7")
+@pytest.mark.parametrize("gen", FULL)
+def test_multiple_modules_on_ten_threads(native, tmp_path, gen: str) -> None:
+    src = native(GENERATION_FIXTURES[gen])
     paths = []
     for i in range(10):
         p = tmp_path / f"libtest_module_{i}.so"
@@ -160,7 +165,7 @@ def test_multiple_modules_on_ten_threads(native, tmp_path) -> None:
     def worker(i: int) -> None:
         barrier.wait()
         try:
-            m = load_fixture(paths[i], "0.7", owner="caller")
+            m = load_fixture(paths[i], gen, owner="caller")
             m.call_main()
             m.exports.leak(1 << 20)
             report = m.unload()
@@ -284,8 +289,6 @@ def test_plain_load_uses_relib_driver(native) -> None:
     ("0.3", '[relib] host panicked while executing import "primitive" of module, aborting'),
 ])
 def test_raising_import_aborts_per_convention(native, gen: str, expected: str) -> None:
-    from test_relib_host_support import GENERATION_FIXTURES
-
     proc = run_child("""
         import sys
         from test_relib_host_support import HostImports, load_fixture
