@@ -153,6 +153,7 @@ def test_exports_match_objdump(dll: Path, dumped: ObjdumpPE) -> None:
     by_name = {e.name: e for e in info.pe.exports}
     assert by_name["pe_add"].ordinal == 1
     assert by_name["pe_forwarded_sleep"].forwarder == "kernel32.Sleep"
+    assert "pe_café" in by_name  # a UTF-8 name
     ordinal_only = sorted(e.ordinal for e in info.pe.exports if e.name is None)
     assert ordinal_only == [20, 21]
     assert info.export_names() == {n for n, _, _ in dumped.exports.values() if n}

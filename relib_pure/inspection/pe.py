@@ -1,25 +1,28 @@
 """PE (Windows DLL) reader: bytes -> :class:`~relib_pure.model.LibraryInfo`.
 
-The only module of relib_pure that imports :mod:`pefile`. It parses the
-headers and just the export and import directories (``fast_load`` plus
-``parse_data_directories``); the relib compilation info is resolved with one
-lookup in the base relocation directory instead of parsing all of it.
+The only module of relib_pure that imports :mod:`pefile`, which reads the
+headers, the section table and the import thunks (``fast_load`` plus the
+import directory alone). The export directory, the import descriptor list and
+the base relocation covering the relib compilation info are read in bulk by
+:mod:`relib_pure.inspection.pe_tables`: a lookup by page instead of a parse of
+every relocation, and one ``struct`` call per table instead of one object per
+export.
 
 EXE files are refused with ``inspect.not-a-library``, like ELF executables: a
 relib module is always a DLL, and an EXE cannot be loaded as one.
 
 pefile is lenient by design (it records problems as warnings and carries on),
 which suits malware triage but not an inspector that must say why a file
-cannot be trusted. So this module checks the file's extent itself (every
-section's raw data and the COFF symbol table must lie inside the file) and
-turns pefile's warnings about the export and import tables into errors.
+cannot be trusted. So this module checks the file's extent itself (the
+headers, every section's raw data and the COFF symbol table must lie inside
+the file), counts the import descriptors before pefile reads them, and turns
+pefile's warnings about the import table into errors.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import mmap
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +32,9 @@ import pefile
 
 from relib_pure import abi
 from relib_pure.errors import InspectionError, RelibError
+from relib_pure.inspection.pe_tables import (REL_BASED_DIR64, REL_BASED_HIGHLOW, Data, Layout,
+                                             Section, count_import_descriptors,
+                                             has_base_reloc, read_exports)
 from relib_pure.inspection.relib_info import (MAX_COMPILATION_INFO_LEN,
                                              classify_relib_symbols, decode_compilation_info)
 from relib_pure.model import CompilationInfo, LibraryInfo, PEExport, PEImport, PEInfo, RelibInfo
@@ -52,18 +58,10 @@ _PE32_PLUS_MAGIC = 0x20B
 _DIR_EXPORT = pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"]
 _DIR_IMPORT = pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"]
 _DIR_BASERELOC = pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_BASERELOC"]
-_REL_BASED_HIGHLOW = 3
-_REL_BASED_DIR64 = 10
 _COFF_SYMBOL_SIZE = 18
-_SCN_MEM_EXECUTE = 0x20000000
-# pefile's default (8192) would call a big Rust DLL's export table corrupt.
-_MAX_EXPORTS = 1 << 20
 # Exceptions pefile lets escape on hostile bytes besides its own PEFormatError.
 _PARSE_ERRORS = (pefile.PEFormatError, struct.error, IndexError, KeyError, ValueError,
                  OverflowError, UnicodeError)
-
-
-Data = bytes | bytearray | memoryview | mmap.mmap
 
 
 def read_pe(path: str, data: Data) -> LibraryInfo:
@@ -78,7 +76,7 @@ def read_pe(path: str, data: Data) -> LibraryInfo:
     size = len(data)
     _check_dos_header(path, data, size)
     with _pefile_errors(path):
-        pe = pefile.PE(data=data, fast_load=True, max_symbol_exports=_MAX_EXPORTS)
+        pe = pefile.PE(data=data, fast_load=True)
     # No pe.close(): for caller-owned data it only runs gc.collect(), which costs
     # milliseconds per call in a process holding many objects.
     with _pefile_errors(path):
@@ -106,16 +104,13 @@ def _read(path: str, pe: pefile.PE, data: Data, size: int) -> LibraryInfo:
                               code="inspect.not-a-library")
     _check_extent(path, pe, data, size)
 
-    before = len(pe.get_warnings())
-    pe.parse_data_directories(directories=[_DIR_EXPORT, _DIR_IMPORT])
-    _check_table_warnings(path, pe.get_warnings()[before:])
-
-    _check_export_directory(path, pe, size)
-    _check_import_descriptors(path, pe, data, size)
-    exports = _exports(path, pe, data, size)
-    imports = _imports(path, pe)
+    layout = Layout(path, data, [_section(s) for s in pe.sections])
+    export_rva, export_size = _directory(pe, _DIR_EXPORT)
+    table = read_exports(layout, export_rva, export_size)
+    imports = _imports(path, pe, layout)
     needed = tuple(dict.fromkeys(imp.dll for imp in imports))
-    dll_name = _export_dll_name(pe)
+    dll_name = table.dll_name
+    exports = tuple(sorted(table.exports, key=lambda e: (e.ordinal, e.name or "")))
     info = PEInfo(
         machine=machine,
         subsystem=_subsystem(oh.Subsystem),
@@ -129,7 +124,7 @@ def _read(path: str, pe: pefile.PE, data: Data, size: int) -> LibraryInfo:
         exports=exports,
         imports=imports,
     )
-    relib = _relib_info(path, pe, data, size, bits, exports)
+    relib = _relib_info(pe, layout, bits, exports)
     return LibraryInfo(
         path=path,
         format="pe",
@@ -269,112 +264,30 @@ def _directory(pe: pefile.PE, index: int) -> tuple[int, int]:
     return int(entries[index].VirtualAddress), int(entries[index].Size)
 
 
-def _check_export_directory(path: str, pe: pefile.PE, size: int) -> None:
-    """The export arrays and the DLL name must lie in the file.
-
-    pefile clamps a table that runs off its section and reads on, which turns
-    a corrupt count into a list of invented exports.
-    """
-    directory = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
-    if directory is None:
-        return
-    d = directory.struct
-    arrays = (("address table", d.AddressOfFunctions, 4 * d.NumberOfFunctions),
-              ("name pointer table", d.AddressOfNames, 4 * d.NumberOfNames),
-              ("ordinal table", d.AddressOfNameOrdinals, 2 * d.NumberOfNames))
-    for what, rva, length in arrays:
-        if length and _rva_to_offset(pe, rva, length, size) is None:
-            raise InspectionError(f"export {what} at RVA 0x{rva:x} (+{length} bytes) is not in "
-                                  "the file", path=path, code="inspect.malformed")
-    if d.Name and _c_string(pe, d.Name, size) is None:
-        raise InspectionError(f"export directory DLL name at RVA 0x{d.Name:x} is not in the "
-                              "file", path=path, code="inspect.malformed")
+def _section(section: pefile.SectionStructure) -> Section:
+    return Section(name=_section_name(section), virtual_address=section.VirtualAddress,
+                   virtual_size=section.Misc_VirtualSize, raw_size=section.SizeOfRawData,
+                   raw_pointer=section.PointerToRawData,
+                   characteristics=section.Characteristics)
 
 
-def _check_import_descriptors(path: str, pe: pefile.PE, data: Data, size: int) -> None:
-    """Every import descriptor up to the null one must name a DLL and an address table.
+def _imports(path: str, pe: pefile.PE, layout: Layout) -> tuple[PEImport, ...]:
+    """Imports per DLL, by name or ordinal, in table order.
 
-    pefile silently drops a descriptor whose name it cannot read, which would
-    hide a whole DLL from ``needed``.
+    pefile decodes the thunks (PE32 and PE32+); the descriptors are counted
+    first because pefile silently drops one whose DLL name it cannot read,
+    which would hide a whole DLL from ``needed``.
     """
     rva, _ = _directory(pe, _DIR_IMPORT)
-    if not rva:
-        return
-    count = 0
-    while True:
-        at = _rva_to_offset(pe, rva + 20 * count, 20, size)
-        if at is None:
-            raise InspectionError(f"import descriptor {count} at RVA 0x{rva + 20 * count:x} is "
-                                  "not in the file", path=path, code="inspect.malformed")
-        _oft, _stamp, _chain, name, first_thunk = struct.unpack_from("<IIIII", data, at)
-        if not any(struct.unpack_from("<IIIII", data, at)):
-            break
-        if not name or _c_string(pe, name, size) is None:
-            raise InspectionError(f"import descriptor {count}: DLL name at RVA 0x{name:x} is "
-                                  "not in the file", path=path, code="inspect.malformed")
-        if not first_thunk:
-            raise InspectionError(f"import descriptor {count} has no import address table",
-                                  path=path, code="inspect.malformed")
-        count += 1
-    parsed = len(getattr(pe, "DIRECTORY_ENTRY_IMPORT", ()))
-    if parsed != count:
-        raise InspectionError(f"import table holds {count} DLLs, {parsed} readable", path=path,
-                              code="inspect.malformed")
-
-
-def _c_string(pe: pefile.PE, rva: int, size: int) -> int | None:
-    """File offset of a NUL-terminated string at ``rva``, or None if it runs off the file."""
-    at = _rva_to_offset(pe, rva, 1, size)
-    if at is None:
-        return None
-    section_end = next(s.PointerToRawData + s.SizeOfRawData for s in pe.sections
-                       if s.VirtualAddress <= rva < s.VirtualAddress + s.SizeOfRawData)
-    end = pe.__data__.find(b"\0", at, min(section_end, size))
-    return at if end >= 0 else None
-
-
-def _exports(path: str, pe: pefile.PE, data: Data, size: int) -> tuple[PEExport, ...]:
-    directory = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
-    if directory is None:
-        if _directory(pe, _DIR_EXPORT)[0]:
-            raise InspectionError("export directory could not be read", path=path,
-                                  code="inspect.malformed")
-        return ()
-    out = [
-        PEExport(ordinal=sym.ordinal, name=_name(path, sym.name, "export"), rva=sym.address,
-                 forwarder=_name(path, sym.forwarder, "forwarder"))
-        for sym in directory.symbols
-    ]
-    named = sum(1 for e in out if e.name is not None)
-    declared = directory.struct.NumberOfNames
-    # pefile silently skips named entries whose address is 0, and stops at the
-    # first name it dislikes: only the first is harmless
-    if named + _null_named_exports(pe, data, size) != declared:
-        raise InspectionError(f"export table declares {declared} names, {named} readable",
-                              path=path, code="inspect.malformed")
-    out.sort(key=lambda e: e.ordinal)
-    return tuple(out)
-
-
-def _null_named_exports(pe: pefile.PE, data: Data, size: int) -> int:
-    """How many named exports point at address 0 (checked in bulk: the tables
-    were already found to lie in the file)."""
-    d = pe.DIRECTORY_ENTRY_EXPORT.struct
-    if not d.NumberOfNames:
-        return 0
-    ordinals_at = _rva_to_offset(pe, d.AddressOfNameOrdinals, 2 * d.NumberOfNames, size)
-    functions_at = _rva_to_offset(pe, d.AddressOfFunctions, 4 * d.NumberOfFunctions, size)
-    if ordinals_at is None or functions_at is None:
-        return 0
-    ordinals = struct.unpack_from(f"<{d.NumberOfNames}H", data, ordinals_at)
-    functions = struct.unpack_from(f"<{d.NumberOfFunctions}I", data, functions_at)
-    return sum(1 for o in ordinals if o < len(functions) and functions[o] == 0)
-
-
-def _imports(path: str, pe: pefile.PE) -> tuple[PEImport, ...]:
-    # pefile leaves the attribute unset for a table holding only its null
-    # terminator; _check_import_descriptors already matched the count.
+    declared = count_import_descriptors(layout, rva)
+    before = len(pe.get_warnings())
+    pe.parse_data_directories(directories=[_DIR_IMPORT])
+    _check_table_warnings(path, pe.get_warnings()[before:])
+    # pefile leaves the attribute unset for a table holding only its terminator
     entries = getattr(pe, "DIRECTORY_ENTRY_IMPORT", ())
+    if len(entries) != declared:
+        raise InspectionError(f"import table holds {declared} DLLs, {len(entries)} readable",
+                              path=path, code="inspect.malformed")
     out: list[PEImport] = []
     for entry in entries:
         dll = _name(path, entry.dll, "imported DLL")
@@ -386,14 +299,6 @@ def _imports(path: str, pe: pefile.PE) -> tuple[PEImport, ...]:
             else:
                 out.append(PEImport(dll=dll, name=_name(path, sym.name, "import")))
     return tuple(out)
-
-
-def _export_dll_name(pe: pefile.PE) -> str | None:
-    directory = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
-    if directory is None or not directory.struct.Name:
-        return None
-    raw = pe.get_string_at_rva(directory.struct.Name)
-    return raw.decode("utf-8", errors="replace") if raw else None
 
 
 def _subsystem(value: int) -> str:
@@ -416,13 +321,13 @@ def _section_name(section: object) -> str:
 # -- relib ----------------------------------------------------------------------------------
 
 
-def _relib_info(path: str, pe: pefile.PE, data: Data, size: int, bits: int,
+def _relib_info(pe: pefile.PE, layout: Layout, bits: int,
                 exports: tuple[PEExport, ...]) -> RelibInfo | None:
     names = [e.name for e in exports if e.name is not None and e.forwarder is None]
     # A PE export table does not say function or data: the section does. relib's
     # import slots are data (function pointers the host overwrites).
     code_names = {e.name for e in exports
-                  if e.name is not None and e.forwarder is None and _is_code(pe, e.rva)}
+                  if e.name is not None and e.forwarder is None and layout.is_code(e.rva)}
     info_export = next((e for e in exports
                         if e.name == abi.COMPILATION_INFO_SYMBOL and e.forwarder is None), None)
     if info_export is None and not any(n.startswith(abi.PUBLIC_PREFIX) for n in names):
@@ -433,14 +338,14 @@ def _relib_info(path: str, pe: pefile.PE, data: Data, size: int, bits: int,
         error = f"{abi.COMPILATION_INFO_SYMBOL} is not exported"
     else:
         try:
-            raw, source = _read_compilation_string(path, pe, data, size, bits, info_export.rva)
+            raw, source = _read_compilation_string(pe, layout, bits, info_export.rva)
             compilation = decode_compilation_info(raw, source)
         except InspectionError as e:
             error = e.message
     return classify_relib_symbols(names, code_names, compilation, error)
 
 
-def _read_compilation_string(path: str, pe: pefile.PE, data: Data, size: int, bits: int,
+def _read_compilation_string(pe: pefile.PE, layout: Layout, bits: int,
                              rva: int) -> tuple[str, str]:
     """The compilation-info text behind the ``{ptr, len}`` export at ``rva``.
 
@@ -449,73 +354,22 @@ def _read_compilation_string(path: str, pe: pefile.PE, data: Data, size: int, bi
     the string's RVA.
     """
     word = 8 if bits == 64 else 4
-    offset = _rva_to_offset(pe, rva, 2 * word, size)
-    if offset is None:
-        raise InspectionError(f"compilation info at RVA 0x{rva:x} is not in the file",
-                              path=path, code="inspect.malformed")
-    fmt = "<QQ" if word == 8 else "<II"
-    ptr, length = struct.unpack_from(fmt, data, offset)
+    at = layout.require(rva, 2 * word, "compilation info")
+    ptr, length = struct.unpack_from("<QQ" if word == 8 else "<II", layout.data, at)
     image_base = pe.OPTIONAL_HEADER.ImageBase
     if length > MAX_COMPILATION_INFO_LEN:
-        raise InspectionError(f"compilation info length {length} is implausible", path=path,
-                              code="inspect.malformed")
+        layout.fail(f"compilation info length {length} is implausible")
     if ptr < image_base:
-        raise InspectionError(f"compilation info pointer 0x{ptr:x} lies below the image base",
-                              path=path, code="inspect.malformed")
-    text_offset = _rva_to_offset(pe, ptr - image_base, length, size)
-    if text_offset is None:
-        raise InspectionError(f"compilation info string at VA 0x{ptr:x} is not in the file",
-                              path=path, code="inspect.malformed")
-    raw = bytes(data[text_offset:text_offset + length])
+        layout.fail(f"compilation info pointer 0x{ptr:x} lies below the image base")
+    text_at = layout.offset(ptr - image_base, length)
+    if text_at is None:
+        layout.fail(f"compilation info string at VA 0x{ptr:x} is not in the file")
+    raw = bytes(layout.data[text_at:text_at + length])
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InspectionError("compilation info is not UTF-8", path=path,
-                              code="inspect.malformed") from e
-    kind = _REL_BASED_DIR64 if word == 8 else _REL_BASED_HIGHLOW
-    source = "pe-basereloc" if _has_base_reloc(pe, data, size, rva, kind) else "in-place"
-    return text, source
-
-
-def _is_code(pe: pefile.PE, rva: int) -> bool:
-    for section in pe.sections:
-        if section.VirtualAddress <= rva < section.VirtualAddress + max(
-                section.Misc_VirtualSize, section.SizeOfRawData):
-            return bool(section.Characteristics & _SCN_MEM_EXECUTE)
-    return False
-
-
-def _rva_to_offset(pe: pefile.PE, rva: int, length: int, size: int) -> int | None:
-    """File offset of ``length`` bytes at ``rva``, or None unless all are file-backed."""
-    for section in pe.sections:
-        start = section.VirtualAddress
-        if start <= rva and rva + length <= start + section.SizeOfRawData:
-            offset = section.PointerToRawData + (rva - start)
-            if offset + length <= size:
-                return int(offset)
-            return None
-    return None
-
-
-def _has_base_reloc(pe: pefile.PE, data: Data, size: int, rva: int, kind: int) -> bool:
-    """Whether a base relocation of ``kind`` patches ``rva``.
-
-    Walks block headers only (8 bytes each) to the block of ``rva``'s page, so
-    a large ``.reloc`` costs a few hops, not a full parse.
-    """
-    dir_rva, dir_size = _directory(pe, _DIR_BASERELOC)
-    start = _rva_to_offset(pe, dir_rva, dir_size, size)
-    if not dir_rva or start is None:
-        return False
-    end = start + dir_size
-    page = rva & ~0xFFF
-    pos = start
-    while pos + 8 <= end:
-        block_rva, block_size = struct.unpack_from("<II", data, pos)
-        if block_size < 8 or pos + block_size > end:
-            return False
-        if block_rva == page:
-            entries = struct.unpack_from(f"<{(block_size - 8) // 2}H", data, pos + 8)
-            return any(e >> 12 == kind and (e & 0xFFF) == rva - page for e in entries)
-        pos += block_size
-    return False
+    except UnicodeDecodeError:
+        layout.fail("compilation info is not UTF-8")
+    kind = REL_BASED_DIR64 if word == 8 else REL_BASED_HIGHLOW
+    reloc_rva, reloc_size = _directory(pe, _DIR_BASERELOC)
+    covered = has_base_reloc(layout, reloc_rva, reloc_size, rva, kind)
+    return text, "pe-basereloc" if covered else "in-place"
