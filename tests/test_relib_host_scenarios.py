@@ -309,3 +309,49 @@ def test_raising_import_aborts_per_convention(native, gen: str, expected: str) -
     assert "calling" in proc.stdout and "returned" not in proc.stdout
     assert "ValueError: import primitive refuses 2147483647" in proc.stderr
     assert expected in proc.stderr
+
+
+@pytest.mark.parametrize("gen,prefix", [("0.1.8", "[module]"), ("0.7", "[module id: 1]")])
+def test_foreign_thread_tls_aborts_after_unload(native, gen: str, prefix: str) -> None:
+    # relib-abi §4.4 rule 2: a thread other than the owner creates module TLS; unload
+    # frees and locks the allocator but glibc keeps the library mapped; when that
+    # thread exits its TLS destructor hits the locked allocator -> unrecoverable
+    proc = run_child("""
+        import ctypes, json, sys, threading
+        from relib_pure.errors import StillMapped
+        from test_relib_host_support import load_fixture
+        m = load_fixture(sys.argv[1], sys.argv[2])
+        created, release = threading.Event(), threading.Event()
+        def foreign():
+            # the raw function pointer, bypassing the owner thread on purpose
+            ok = ctypes.c_bool(False)
+            fn = m.exports.thread_locals._func
+            if m.generation.export_convention == "A":
+                fn(ctypes.addressof(ok), 1024)
+            else:
+                fn(ctypes.byref(ok), 1024)
+            created.set()
+            release.wait()
+        t = threading.Thread(target=foreign)
+        t.start()
+        created.wait()
+        try:
+            m.unload()
+            print(json.dumps({"error": None}), flush=True)
+        except StillMapped as e:
+            print(json.dumps({"error": e.code}), flush=True)
+        release.set()
+        t.join()
+        # join returns before the OS thread ran its TLS destructors: wait for it
+        import os, time
+        deadline = time.monotonic() + 20
+        while os.path.exists(f"/proc/self/task/{t.native_id}") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        print("thread exited", flush=True)
+    """, str(native(f"relib_{gen.replace('.', '_')}")), gen)
+    assert proc.returncode == -signal.SIGABRT, (proc.returncode, proc.stdout, proc.stderr)
+    assert child_json(proc) == {"error": "unload.still-mapped"}
+    assert "thread exited" not in proc.stdout
+    assert (f"{prefix} something unrecoverable happened: module allocator was invoked while "
+            "module was in the process of unloading") in proc.stderr
