@@ -340,6 +340,9 @@ ELF_CASES: dict[str, tuple[str, Corruption, set[str]]] = {
                      BROKEN | {"inspect.not-a-library"}),
     "e_shentsize-0": ("c_plain", lambda d, f: _patch(d, f["e_shentsize"], 0), BROKEN),
     "e_phentsize-7": ("c_plain", lambda d, f: _patch(d, f["e_phentsize"], 7), BROKEN),
+    "section-name-table-index-out-of-range": (
+        "c_plain", lambda d, f: _patch(d, f["e_shstrndx"], fuzz_inspect._get(d, f["e_shnum"]) + 5),
+        {"inspect.malformed"}),
     "section-names-beyond-eof": (
         "c_plain", lambda d, f: _patch(d, f[f"shdr[{fuzz_inspect._get(d, f['e_shstrndx'])}"
                                             f":STRTAB].sh_offset"], len(d) + 8),
