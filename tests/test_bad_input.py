@@ -492,6 +492,9 @@ PE_CASES: dict[str, tuple[Callable[[bytes, dict[str, fuzz_inspect.Field]], bytes
     "section-raw-data-beyond-eof": (
         lambda d, f: _patch(d, f[next(n for n in f if n.endswith("PointerToRawData"))],
                             len(d)), {"inspect.truncated"}),
+    "certificate-table-beyond-eof": (
+        lambda d, f: _patch(_patch(d, f["dir[SECURITY].VirtualAddress"], len(d) - 8),
+                            f["dir[SECURITY].Size"], 64), {"inspect.truncated"}),
     "exe-not-dll": (lambda d, f: _patch(d, f["Characteristics"],
                                         fuzz_inspect._get(d, f["Characteristics"]) & ~0x2000),
                     {"inspect.not-a-library"}),

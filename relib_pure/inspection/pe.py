@@ -14,8 +14,8 @@ relib module is always a DLL, and an EXE cannot be loaded as one.
 pefile is lenient by design (it records problems as warnings and carries on),
 which suits malware triage but not an inspector that must say why a file
 cannot be trusted. So this module checks the file's extent itself (the
-headers, every section's raw data and the COFF symbol table must lie inside
-the file), counts the import descriptors before pefile reads them, and turns
+headers, every section's raw data, the certificate table and the COFF symbol
+table must lie inside the file), counts the import descriptors before pefile reads them, and turns
 pefile's warnings about the import table into errors.
 """
 
@@ -58,6 +58,7 @@ _PE32_PLUS_MAGIC = 0x20B
 _DIR_EXPORT = pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"]
 _DIR_IMPORT = pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"]
 _DIR_BASERELOC = pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_BASERELOC"]
+_DIR_SECURITY = pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_SECURITY"]
 _COFF_SYMBOL_SIZE = 18
 # Exceptions pefile lets escape on hostile bytes besides its own PEFormatError.
 _PARSE_ERRORS = (pefile.PEFormatError, struct.error, IndexError, KeyError, ValueError,
@@ -217,6 +218,11 @@ def _check_extent(path: str, pe: pefile.PE, data: Data, size: int) -> None:
             if end > size:
                 name = _section_name(section)
                 _fail(path, f"section {name} raw data ends at {end}", size, end)
+    # the certificate table (Authenticode) is the one directory given by file offset
+    cert_offset, cert_size = _directory(pe, _DIR_SECURITY)
+    if cert_offset and cert_offset + cert_size > size:
+        _fail(path, f"certificate table ends at {cert_offset + cert_size}", size,
+              cert_offset + cert_size)
     if fh.PointerToSymbolTable and fh.NumberOfSymbols:
         # MinGW keeps a COFF symbol table followed by its string table at the end
         sym_end = fh.PointerToSymbolTable + fh.NumberOfSymbols * _COFF_SYMBOL_SIZE
