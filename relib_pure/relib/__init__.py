@@ -296,7 +296,10 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
       LLVM, relib version and unloading must then be equal).
     - ``owner``: ``"thread"`` (a dedicated owner thread runs init, every call
       and unload) or ``"caller"``.
-    - ``enable_alloc_tracker``: relib 0.7's ``init`` flag.
+    - ``enable_alloc_tracker``: relib 0.7's ``init`` flag. Only pass ``False``
+      for a module whose global allocator is *not* relib's tracker: the tracker
+      deadlocks on its first allocation without it (relib-abi.md §4.3).
+      Earlier generations have no such flag (a warning is logged).
 
     Errors before anything is mapped: ``inspect.*`` (unreadable, not relib),
     ``compat.unsupported-relib``, ``compat.*`` from the policy. Then
@@ -318,6 +321,9 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
         report = run_check(validated.info, pol)
         report.raise_for_errors()
         validated = dataclasses.replace(validated, check_report=report)
+    if not enable_alloc_tracker and not gen.init_has_alloc_tracker_flag:
+        log.warning("%s: relib %s has no enable_alloc_tracker flag; the tracker stays on",
+                    validated.path, gen.name)
     export_specs = list(normalize_specs(getattr(interface, "exports", ()), "Exports")) \
         if interface is not None else []
     if exports is not None:
