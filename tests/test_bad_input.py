@@ -313,7 +313,7 @@ def _section(fields: dict[str, fuzz_inspect.Field], kind: str) -> str:
 def _dyn(data: bytes, fields: dict[str, fuzz_inspect.Field], tag: int) -> fuzz_inspect.Field:
     """The ``d_val`` field of the first dynamic entry with ``tag``."""
     for name, f in fields.items():
-        if name.endswith(".d_tag") and fuzz_inspect._get(data, f) == tag:
+        if name.endswith(".d_tag") and fuzz_inspect.read_field(data, f) == tag:
             return fields[name.replace(".d_tag", ".d_val")]
     raise AssertionError(f"no dynamic tag {tag:#x}")
 
@@ -322,10 +322,9 @@ def _index(label: str) -> int:
     return int(label.split("[", 1)[1].split(":", 1)[0])
 
 
-DT_NEEDED, DT_STRTAB, DT_SYMTAB, DT_STRSZ = 1, 5, 6, 10
-DT_GNU_HASH, DT_VERNEEDNUM = 0x6FFFFEF5, 0x6FFFFFFF
+DT_NEEDED, DT_STRTAB, DT_SYMTAB, DT_STRSZ, DT_VERNEEDNUM = 1, 5, 6, 10, 0x6FFFFFFF
 
-# (fixture, what, corruption) -> expected codes
+# case -> (fixture, corruption, expected codes)
 Corruption = Callable[[bytes, dict[str, fuzz_inspect.Field]], bytes]
 ELF_CASES: dict[str, tuple[str, Corruption, set[str]]] = {
     "e_shoff-beyond-eof": ("c_plain", lambda d, f: _patch(d, f["e_shoff"], len(d) + 64),
@@ -341,14 +340,14 @@ ELF_CASES: dict[str, tuple[str, Corruption, set[str]]] = {
     "e_shentsize-0": ("c_plain", lambda d, f: _patch(d, f["e_shentsize"], 0), BROKEN),
     "e_phentsize-7": ("c_plain", lambda d, f: _patch(d, f["e_phentsize"], 7), BROKEN),
     "section-name-table-index-out-of-range": (
-        "c_plain", lambda d, f: _patch(d, f["e_shstrndx"], fuzz_inspect._get(d, f["e_shnum"]) + 5),
+        "c_plain", lambda d, f: _patch(d, f["e_shstrndx"], fuzz_inspect.read_field(d, f["e_shnum"]) + 5),
         {"inspect.malformed"}),
     "section-names-beyond-eof": (
-        "c_plain", lambda d, f: _patch(d, f[f"shdr[{fuzz_inspect._get(d, f['e_shstrndx'])}"
+        "c_plain", lambda d, f: _patch(d, f[f"shdr[{fuzz_inspect.read_field(d, f['e_shstrndx'])}"
                                             f":STRTAB].sh_offset"], len(d) + 8),
         {"inspect.truncated"}),
     "section-names-huge": (
-        "c_plain", lambda d, f: _patch(d, f[f"shdr[{fuzz_inspect._get(d, f['e_shstrndx'])}"
+        "c_plain", lambda d, f: _patch(d, f[f"shdr[{fuzz_inspect.read_field(d, f['e_shstrndx'])}"
                                             f":STRTAB].sh_size"], 1 << 40), BROKEN),
     "section-name-offset-outside-table": (
         "c_plain", lambda d, f: _patch(d, f[_section(f, "DYNSYM") + ".sh_name"], 0xFFFFFF),
@@ -392,7 +391,7 @@ def _dynamic_phdr(data: bytes, fields: dict[str, fuzz_inspect.Field],
                   what: str) -> fuzz_inspect.Field:
     for name, f in fields.items():
         if name.startswith("phdr[") and name.endswith(".p_type") and \
-                fuzz_inspect._get(data, f) == 2:  # PT_DYNAMIC
+                fuzz_inspect.read_field(data, f) == 2:  # PT_DYNAMIC
             return fields[name.replace(".p_type", "." + what)]
     raise AssertionError("no PT_DYNAMIC")
 
@@ -403,7 +402,7 @@ def _gnu_hash_huge(data: bytes, fields: dict[str, fuzz_inspect.Field]) -> bytes:
     out = _patch(data, fields["e_shoff"], 0)
     out = _patch(out, fields["e_shnum"], 0)
     out = _patch(out, fields["e_shstrndx"], 0)
-    hash_at = fuzz_inspect._get(data, fields[_section(fields, "GNU_HASH") + ".sh_offset"])
+    hash_at = fuzz_inspect.read_field(data, fields[_section(fields, "GNU_HASH") + ".sh_offset"])
     return _patch(out, fuzz_inspect.Field("nbuckets", hash_at, 4), 0xFFFFFFFF)
 
 
@@ -496,10 +495,10 @@ PE_CASES: dict[str, tuple[Callable[[bytes, dict[str, fuzz_inspect.Field]], bytes
         lambda d, f: _patch(_patch(d, f["dir[SECURITY].VirtualAddress"], len(d) - 8),
                             f["dir[SECURITY].Size"], 64), {"inspect.truncated"}),
     "exe-not-dll": (lambda d, f: _patch(d, f["Characteristics"],
-                                        fuzz_inspect._get(d, f["Characteristics"]) & ~0x2000),
+                                        fuzz_inspect.read_field(d, f["Characteristics"]) & ~0x2000),
                     {"inspect.not-a-library"}),
-    "ne-signature": (lambda d, f: d[:fuzz_inspect._get(d, f["e_lfanew"])] + b"NE"
-                     + d[fuzz_inspect._get(d, f["e_lfanew"]) + 2:], {"inspect.unsupported"}),
+    "ne-signature": (lambda d, f: d[:fuzz_inspect.read_field(d, f["e_lfanew"])] + b"NE"
+                     + d[fuzz_inspect.read_field(d, f["e_lfanew"]) + 2:], {"inspect.unsupported"}),
 }
 
 

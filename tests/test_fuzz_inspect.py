@@ -104,7 +104,7 @@ def test_structural_fields_are_found(corpus_names: list[str]) -> None:
     assert any(n.startswith("verneed[0].") for n in (f.name for f in by_name["rust_plain"].fields))
     # the e_shoff the fuzzer found is the one in the header
     shoff = next(f for f in elf.fields if f.name == "e_shoff")
-    assert fuzz_inspect._get(elf.data, shoff) == int.from_bytes(elf.data[0x28:0x30], "little")
+    assert fuzz_inspect.read_field(elf.data, shoff) == int.from_bytes(elf.data[0x28:0x30], "little")
     pe_names = {f.name for f in pe.fields}
     assert {"e_lfanew", "NumberOfSections", "export.NumberOfNames",
             "export.AddressOfNames", "import[0].Name", "dir[EXPORT].VirtualAddress"} <= pe_names
@@ -180,5 +180,5 @@ def test_relib_decoding_path_is_targeted(corpus_names: list[str]) -> None:
         assert wanted[sample.name] in fields, sample.name
         info = relib_pure.inspect(sample.path)
         assert info.relib is not None and info.relib.compilation_info is not None
-        length = fuzz_inspect._get(sample.data, fields["relib_info.len"])
+        length = fuzz_inspect.read_field(sample.data, fields["relib_info.len"])
         assert length == len(info.relib.compilation_info.raw.encode())

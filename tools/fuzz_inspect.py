@@ -119,7 +119,8 @@ class Result:
 _U = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
-def _get(data: bytes, f: Field) -> int:
+def read_field(data: bytes, f: Field) -> int:
+    """The value of field ``f`` in ``data``."""
     return int(struct.unpack_from(f.endian + _U[f.size], data, f.offset)[0])
 
 
@@ -138,7 +139,7 @@ def elf_fields(data: bytes) -> tuple[Field, ...]:
             ("e_shentsize", 46, 2), ("e_shnum", 48, 2), ("e_shstrndx", 50, 2)))
     for name, off, size in hdr:
         out.append(Field(name, off, size, e))
-    vals = {name: _get(data, Field(name, off, size, e)) for name, off, size in hdr}
+    vals = {name: read_field(data, Field(name, off, size, e)) for name, off, size in hdr}
     sh = ((("sh_name", 0, 4), ("sh_type", 4, 4), ("sh_offset", 24, 8), ("sh_size", 32, 8),
            ("sh_link", 40, 4), ("sh_info", 44, 4), ("sh_entsize", 56, 8)) if is64 else
           (("sh_name", 0, 4), ("sh_type", 4, 4), ("sh_offset", 16, 4), ("sh_size", 20, 4),
@@ -148,7 +149,7 @@ def elf_fields(data: bytes) -> tuple[Field, ...]:
         base = vals["e_shoff"] + i * vals["e_shentsize"]
         if base + vals["e_shentsize"] > len(data):
             break
-        rec = {n: _get(data, Field(n, base + o, s, e)) for n, o, s in sh}
+        rec = {n: read_field(data, Field(n, base + o, s, e)) for n, o, s in sh}
         label = f"shdr[{i}:{_SHT.get(rec['sh_type'], hex(rec['sh_type']))}]"
         out.extend(Field(f"{label}.{n}", base + o, s, e) for n, o, s in sh)
         sections.append((rec["sh_type"], rec["sh_offset"], rec["sh_size"], rec["sh_entsize"],
@@ -163,7 +164,7 @@ def elf_fields(data: bytes) -> tuple[Field, ...]:
         if base + vals["e_phentsize"] > len(data):
             break
         out.extend(Field(f"phdr[{i}].{n}", base + o, s, e) for n, o, s in ph)
-        rec = {n: _get(data, Field(n, base + o, s, e)) for n, o, s in ph}
+        rec = {n: read_field(data, Field(n, base + o, s, e)) for n, o, s in ph}
         if rec["p_type"] == 1:  # PT_LOAD
             loads.append((rec["p_vaddr"], rec["p_offset"], rec["p_filesz"]))
     out.extend(_elf_relib_fields(data, is64, e, sections, loads))
@@ -225,7 +226,7 @@ def _elf_relib_fields(data: bytes, is64: bool, e: str,
     for sh_type, off, size, entsize, _link in sections:
         if sh_type == 4 and entsize == 3 * w and off + size <= len(data):
             for j in range(size // entsize):
-                if _get(data, Field("", off + j * entsize, w, e)) == info_vaddr:
+                if read_field(data, Field("", off + j * entsize, w, e)) == info_vaddr:
                     out += [Field(f"relib_info.rela.{n}", off + j * entsize + k * w, w, e)
                             for k, n in enumerate(("r_offset", "r_info", "r_addend"))]
         elif sh_type == 19 and off + size <= len(data):  # RELR: small, take every word
@@ -421,7 +422,7 @@ def _field(rng: random.Random, s: Sample, corpus: list[Sample]) -> tuple[bytes, 
     hot = [f for f in s.fields if f.name.startswith(_HOT_FIELDS)]
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
         f = rng.choice(hot if hot and rng.random() < 0.25 else s.fields)
-        old = _get(s.data, f)
+        old = read_field(s.data, f)
         r = rng.random()
         if r < 0.5:
             value = rng.choice(INTERESTING)
