@@ -16,7 +16,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from relib_pure.errors import (AlreadyLoaded, CallError, LoadError, ModuleUnloaded, RelibError,
@@ -219,16 +218,26 @@ class Module:
 
     # -- load -------------------------------------------------------------------
 
-    def _open(self) -> None:
-        """Runs on the owner thread with the load lock held by the loading thread."""
+    def _snapshot(self) -> None:
+        """Calling thread, load lock held: the already-loaded check and the "before" state.
+
+        Taken before the owner thread starts, so a steady reload loop finds the
+        maps text after unload byte-for-byte equal to this one (the owner's
+        frame stack comes and goes in between) and verification skips the diff.
+        """
         v = self.validated
-        t0 = time.perf_counter()
         data = procfs.read_maps()
+        # the dlopen(RTLD_NOLOAD) probe of unload's verification would otherwise
+        # say "still loaded" about a library someone else loaded (by path or inode)
         if procfs.maps_mention(data, v.file, v.real_path) or \
-                procfs.maps_mention(data, None, v.path):
+                (v.path != v.real_path and procfs.maps_mention(data, None, v.path)):
             raise AlreadyLoaded("the library (path or inode) is already mapped in this process",
                                 path=self.path)
         self._before = verify.take_snapshot(data)
+
+    def _open(self) -> None:
+        """Owner thread (or the calling thread in ``caller`` mode): map and identify."""
+        v = self.validated
         t1 = time.perf_counter()
         try:
             handle = dl.dlopen(v.path, self.flags)
@@ -240,8 +249,7 @@ class Module:
         t3 = time.perf_counter()
         self._loaded = True
         self.driver.after_open(self)
-        self._timings.update(snapshot=(t1 - t0) * 1e6, dlopen=(t2 - t1) * 1e6,
-                             identity=(t3 - t2) * 1e6,
+        self._timings.update(opened_at=t1, dlopen=(t2 - t1) * 1e6, identity=(t3 - t2) * 1e6,
                              after_open=(time.perf_counter() - t3) * 1e6)
 
     def _confirm_identity(self, handle: int) -> None:
@@ -251,9 +259,8 @@ class Module:
         except dl.DlError as e:
             raise LoadError(f"cannot locate the mapped object: {e}", path=self.path,
                             code="load.swapped") from None
-        data = procfs.read_maps(through=where)
-        if not verify.mapping_of_file_at(data, v.file, where):
-            mapping = procfs.mapping_at(procfs.parse_maps(data), where)
+        mapping = procfs.query_mapping(where)
+        if mapping is None or (mapping.dev, mapping.inode) != (v.file.dev, v.file.inode):
             got = f"inode {mapping.inode}" if mapping else "no file"
             raise LoadError(f"the mapped file ({got}) is not the validated one "
                             f"(inode {v.file.inode})", path=self.path, code="load.swapped")
@@ -267,7 +274,13 @@ class Module:
                             code="load.swapped")
 
     def _start(self) -> None:
-        """Open the library (on the owner thread in ``thread`` mode); undo everything on error."""
+        """Snapshot, then open the library (on the owner thread in ``thread`` mode).
+
+        Undoes everything on error.
+        """
+        t0 = time.perf_counter()
+        self._snapshot()
+        t1 = time.perf_counter()
         if self.owner == "thread":
             self._owner = OwnerThread(self.path)
         try:
@@ -282,6 +295,10 @@ class Module:
                 except dl.DlError as e:
                     logger.warning("%s: dlclose after a failed load: %s", self.path, e)
             raise
+        timings = self._timings
+        timings["snapshot"] = (t1 - t0) * 1e6
+        # from asking for an owner thread to that thread running the load
+        timings["owner_start"] = (timings.pop("opened_at") - t1) * 1e6
         with _registry_lock:
             _live[id(self)] = self
 
@@ -316,9 +333,15 @@ class Module:
                 raise UnloadError("unload() cannot run on the module's own owner thread",
                                   path=self.path, code="unload.wrong-thread")
             t0 = time.perf_counter()
-            self.run_on_owner(self._close_protocol)
+            owner = self._owner
+            if owner is not None:
+                # the thread exits by itself once the close steps succeeded
+                owner.submit_last(self._close_protocol)
+            else:
+                self._close_protocol()
             t1 = time.perf_counter()
-            owner_gone = self._retire_owner()
+            owner_gone = True if owner is None else \
+                procfs.wait_task_gone(owner.native_id, OWNER_EXIT_TIMEOUT)
             t2 = time.perf_counter()
             handle, self._handle = self.handle, None
             try:
@@ -328,10 +351,9 @@ class Module:
                 raise UnloadError(f"dlclose failed: {e}", path=self.path,
                                   code="unload.dlclose") from None
             t3 = time.perf_counter()
-            report = self._verify(owner_gone)
             self._timings.update(before_close=(t1 - t0) * 1e6, owner_exit=(t2 - t1) * 1e6,
-                                 dlclose=(t3 - t2) * 1e6, verify=report.timings_us["verify"])
-            report = _with_timings(report, self._timings)
+                                 dlclose=(t3 - t2) * 1e6)
+            report = self._verify(owner_gone)
             self.report = report
             if not report.unloaded:
                 self._give_up()
@@ -357,7 +379,7 @@ class Module:
             elif self.report is None or self.report.unloaded:
                 raise ModuleUnloaded("the module is not loaded", path=self.path)
             else:
-                report = _with_timings(self._verify(owner_gone=True), self._timings)
+                report = self._verify(owner_gone=True)
                 self.report = report
                 if not report.unloaded:
                     raise StillMapped("the library is still mapped: "
@@ -412,10 +434,13 @@ class Module:
 
     def _verify(self, owner_gone: bool) -> UnloadReport:
         v = self.validated
-        assert self._before is not None
+        before = self._before
+        assert before is not None
         t0 = time.perf_counter()
         maps = procfs.read_maps()
-        still = verify.mappings_of_file(maps, v.file, v.real_path)
+        # the snapshot names neither the inode nor the path (or the load was
+        # refused): an unchanged text maps neither
+        still = () if maps == before.maps else verify.mappings_of_file(maps, v.file, v.real_path)
         retried = False
         if still:
             if not owner_gone and self._owner is not None:
@@ -441,14 +466,15 @@ class Module:
         except Exception as e:  # a driver's bookkeeping must not hide the verdict
             logger.warning("%s: driver %s after unload: %s", self.path, self.driver.name, e)
             extra = {"driver_error": str(e)}
+        threads = verify.new_threads(before, settle=THREAD_SETTLE)
+        fds = verify.leaked_fds(before)
+        mappings = verify.leaked_mappings(before, maps, v.file, v.real_path, _other_files(self))
+        timings = dict(self._timings)
+        timings["verify"] = (time.perf_counter() - t0) * 1e6
         return UnloadReport(
             path=self.path, driver=self.driver.name, owner=self.owner, unloaded=unloaded,
             loader_knows=loader_knows, causes=causes, still_mapped=still, retried=retried,
-            threads=verify.new_threads(self._before, settle=THREAD_SETTLE),
-            fds=verify.leaked_fds(self._before),
-            mappings=verify.leaked_mappings(self._before, maps, v.file, v.real_path,
-                                            _other_files(self)),
-            timings_us={"verify": (time.perf_counter() - t0) * 1e6}, extra=extra)
+            threads=threads, fds=fds, mappings=mappings, timings_us=timings, extra=extra)
 
     def _causes(self, loader_knows: bool) -> tuple[Cause, ...]:
         hz = self.info.hazards
@@ -505,10 +531,6 @@ def _other_files(module: Module) -> frozenset[tuple[int, int]]:
     return frozenset((m.validated.file.dev, m.validated.file.inode) for m in others)
 
 
-def _with_timings(report: UnloadReport, timings: dict[str, float]) -> UnloadReport:
-    return replace(report, timings_us=dict(timings))
-
-
 def load_validated(validated: Validated, *, owner: OwnerMode = "thread", lazy: bool = False,
                    deepbind: bool = False, driver: Driver | None = None) -> Module:
     """Map a library that :func:`~relib_pure.runtime.validate.validate` accepted.
@@ -560,6 +582,9 @@ def load(path: str | os.PathLike[str], *, policy: Any = None, owner: OwnerMode =
 
 def protocol_driver(validated: Validated) -> Driver | None:
     """relib's driver for relib modules built with unloading; ``None`` (plain) otherwise."""
+    relib = validated.info.relib
+    if relib is None or relib.compilation_info is None:
+        return None  # not a relib module: no need to import the protocol host
     from relib_pure.relib import auto_driver
 
     return auto_driver(validated.info)

@@ -4,11 +4,20 @@ relib needs init, thread-local destructors and unload on one thread, and glibc
 keeps a library mapped while any thread that registered a TLS destructor for it
 is alive. Funnelling every call through a dedicated thread that exits before
 ``dlclose`` satisfies both, whatever Python thread the caller is on.
+
+The thread is started with ``_thread.start_new_thread``: ``threading.Thread``
+adds a start-up handshake (``start()`` waits until the thread runs) that costs
+a full thread switch per load, and the first job already waits for the thread.
+Because ``threading.enumerate()`` does not list these threads,
+:func:`live_native_ids` names them for the host's "threads the module
+started" diff.
 """
 
 from __future__ import annotations
 
+import _thread
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -18,19 +27,26 @@ from relib_pure.errors import ModuleUnloaded
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OwnerThread"]
+__all__ = ["OwnerThread", "live_native_ids"]
 
 T = TypeVar("T")
 
 _STOP = object()
-_allocate_lock = threading.Lock
+_allocate_lock = _thread.allocate_lock
+# native ids of owner threads that are running (or just returning from _run)
+_live_ids: set[int] = set()
+
+
+def live_native_ids() -> frozenset[int]:
+    """Kernel thread ids of the owner threads currently alive."""
+    return frozenset(_live_ids)
 
 
 class OwnerThread:
-    """A daemon thread executing submitted jobs in order.
+    """A thread executing submitted jobs in order.
 
-    Daemon, because a non-daemon thread would make interpreter exit wait for
-    it before the atexit hook that unloads modules could run.
+    Like a daemon thread, it does not hold up interpreter exit: the atexit hook
+    that unloads modules still needs it to run their unload.
     """
 
     def __init__(self, path: str) -> None:
@@ -38,11 +54,30 @@ class OwnerThread:
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
         self._gate = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=f"relib-owner:{path}", daemon=True)
-        self._thread.start()
-        # start() returns after the thread has begun running, so both ids are set
-        self.ident: int = self._thread.ident  # type: ignore[assignment]
-        self.native_id: int = self._thread.native_id  # type: ignore[assignment]
+        self._ident: int | None = None
+        self._native_id: int | None = None
+        # held until the thread has published its ids
+        self._ready = _allocate_lock()
+        self._ready.acquire()
+        _thread.start_new_thread(self._run, ())
+
+    @property
+    def ident(self) -> int:
+        """``threading.get_ident()`` (= ``pthread_self()``) of the owner thread."""
+        if self._ident is None:
+            self._wait_ready()
+        return self._ident  # type: ignore[return-value]
+
+    @property
+    def native_id(self) -> int:
+        """The kernel thread id (``/proc/self/task/<native_id>``)."""
+        if self._native_id is None:
+            self._wait_ready()
+        return self._native_id  # type: ignore[return-value]
+
+    def _wait_ready(self) -> None:
+        self._ready.acquire()
+        self._ready.release()
 
     @property
     def closed(self) -> bool:
@@ -54,7 +89,22 @@ class OwnerThread:
         Called on the owner thread itself (e.g. from a driver hook or a callback),
         it runs directly instead of deadlocking on its own queue.
         """
-        if threading.get_ident() == self.ident:
+        return self._submit(fn, args, False)
+
+    def submit_last(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like :meth:`submit`; if ``fn`` returns normally the thread then exits.
+
+        Jobs queued behind it still run (guarded calls see the module closed and
+        raise :class:`~relib_pure.errors.ModuleUnloaded`); later submissions are
+        refused. If ``fn`` raises, the thread keeps serving. One hand-over
+        instead of a job plus a separate stop request.
+        """
+        if threading.get_ident() == self._ident:
+            raise RuntimeError("submit_last() on the owner thread itself")
+        return self._submit(fn, args, True)
+
+    def _submit(self, fn: Callable[..., T], args: tuple[Any, ...], last: bool) -> T:
+        if threading.get_ident() == self._ident:
             return fn(*args)
         done = _allocate_lock()
         done.acquire()
@@ -62,7 +112,7 @@ class OwnerThread:
         with self._gate:
             if self._closed:
                 raise ModuleUnloaded("the module's owner thread has stopped", path=self._path)
-            self._jobs.put((fn, args, box, done))
+            self._jobs.put((fn, args, box, done, last))
         done.acquire()
         if box[1] is not None:
             err = box[1]
@@ -71,33 +121,69 @@ class OwnerThread:
         return box[0]  # type: ignore[no-any-return]
 
     def stop(self) -> None:
-        """Refuse new jobs, let queued ones finish, and let the thread exit.
+        """Refuse new jobs and let the thread exit once the queued ones ran.
 
-        Returns after ``Thread.join``; the caller still has to wait for the OS
-        thread to disappear (:func:`relib_pure.runtime.procfs.wait_task_gone`).
+        Returns at once; the caller waits for the OS thread to disappear with
+        :func:`relib_pure.runtime.procfs.wait_task_gone` (:attr:`native_id`).
         """
         with self._gate:
             if self._closed:
                 return
             self._closed = True
             self._jobs.put(_STOP)
-        if threading.get_ident() != self.ident:
-            self._thread.join()
 
-    def _run(self) -> None:
+    def _close_after_last(self) -> None:
+        with self._gate:
+            self._closed = True
+        # everything queued before the gate closed still gets its answer
         jobs = self._jobs
         while True:
-            job = jobs.get()
-            if job is _STOP:
-                return
-            fn, args, box, done = job
             try:
-                box[0] = fn(*args)
-            except BaseException as e:  # handed to the submitting thread
-                box[1] = e
-            finally:
-                # drop every reference to the job: the loop variables would otherwise
-                # keep the last result (e.g. a 200 MB copy) alive until the next job
-                del fn, args, job
-                done.release()
-                del box, done
+                job = jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not _STOP:
+                self._execute(job)
+
+    def _run(self) -> None:
+        self._ident = threading.get_ident()
+        self._native_id = threading.get_native_id()
+        _live_ids.add(self._native_id)
+        self._ready.release()
+        try:
+            jobs = self._jobs
+            while True:
+                job = jobs.get()
+                if job is _STOP:
+                    return
+                if self._execute(job):
+                    self._close_after_last()
+                    return
+        finally:
+            _live_ids.discard(self._native_id)
+
+    @staticmethod
+    def _execute(job: Any) -> bool:
+        """Run one job; true when it was a successful :meth:`submit_last` job."""
+        fn, args, box, done, last = job
+        ok = False
+        try:
+            box[0] = fn(*args)
+            ok = True
+        except BaseException as e:  # handed to the submitting thread
+            box[1] = e
+        finally:
+            # drop every reference to the job: the loop variables would otherwise
+            # keep the last result (e.g. a 200 MB copy) alive until the next job
+            del fn, args, job
+            done.release()
+            del box, done
+        return ok and last
+
+
+def _after_fork_in_child() -> None:
+    # only the forking thread exists in the child
+    _live_ids.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -30,6 +30,8 @@ _CACHE_SIZE = 64
 # a 300-thread race read the winner's result instead of parsing the file again.
 _cache_lock = threading.Lock()
 _cache: OrderedDict[tuple[Any, ...], LibraryInfo] = OrderedDict()
+_check_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_DEFAULT_POLICY: Any = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,11 @@ def _key(real_path: str, st: os.stat_result) -> tuple[Any, ...]:
 
 def library_info(path: str, st: os.stat_result) -> LibraryInfo:
     """``relib_pure.inspect(path)``, cached by file identity (reloads of an unchanged file)."""
+    return _library_info(path, st)[0]
+
+
+def _library_info(path: str, st: os.stat_result) -> tuple[LibraryInfo, bool]:
+    """The inspection of ``path`` and whether it was read just now (not cached)."""
     from relib_pure.inspection import inspect
 
     key = _key(path, st)
@@ -77,12 +84,41 @@ def library_info(path: str, st: os.stat_result) -> LibraryInfo:
         info = _cache.get(key)
         if info is not None:
             _cache.move_to_end(key)
-            return info
+            return info, False
         info = inspect(path)
         _cache[key] = info
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
-        return info
+        return info, True
+
+
+def _check(info: LibraryInfo, file_key: tuple[Any, ...], policy: Any) -> Any:
+    """``compat.check(info, policy)``, cached when its answer depends on nothing else.
+
+    Every check but ``resolve`` is a pure function of the inspection and the
+    policy; ``resolve`` reads other files and the environment, so a policy
+    running it is never cached (nor is one that cannot be hashed).
+    """
+    from relib_pure.compat import check as run_check
+
+    if policy.runs("resolve"):
+        return run_check(info, policy)
+    try:
+        key = (file_key, policy)
+        hash(key)
+    except TypeError:
+        return run_check(info, policy)
+    with _cache_lock:
+        report = _check_cache.get(key)
+        if report is not None:
+            _check_cache.move_to_end(key)
+            return report
+    report = run_check(info, policy)
+    with _cache_lock:
+        _check_cache[key] = report
+        while len(_check_cache) > _CACHE_SIZE:
+            _check_cache.popitem(last=False)
+    return report
 
 
 def validate(path: str | os.PathLike[str], *, policy: Any = None, check: bool = True) -> Validated:
@@ -92,6 +128,10 @@ def validate(path: str | os.PathLike[str], *, policy: Any = None, check: bool = 
     check reads every NEEDED library (milliseconds per load), while ``dlopen``
     with ``RTLD_NOW`` resolves authoritatively anyway and a failure there is
     reported with ``dlerror``'s text. Pass ``Policy()`` to have both.
+
+    The inspection and the check's report are cached by the file's identity
+    (path, device, inode, size, mtime, ctime) and the policy, so validating an
+    unchanged file again costs a ``realpath`` and a ``stat``.
 
     Raises :class:`~relib_pure.errors.InspectionError` for unreadable files,
     :class:`~relib_pure.errors.IncompatibleModuleError` when the check has
@@ -109,16 +149,25 @@ def validate(path: str | os.PathLike[str], *, policy: Any = None, check: bool = 
     abs_path = os.path.abspath(given)
     real_path = os.path.realpath(abs_path)
     before = _stat(real_path)
-    info = library_info(real_path, before)
+    info, fresh = _library_info(real_path, before)
     report = None
     if check:
-        from relib_pure.compat import Policy, check as run_check
-
-        report = run_check(info, policy if policy is not None else Policy(resolve=False))
+        report = _check(info, _key(real_path, before),
+                        policy if policy is not None else _default_policy())
         report.raise_for_errors()
-    after = _stat(real_path)
     fid = file_id(before)
-    if file_id(after) != fid:
+    # a cached inspection was made from bytes with this very identity; only a
+    # fresh read can have raced with a change of the file
+    if fresh and file_id(_stat(real_path)) != fid:
         raise LoadError("the file changed while it was being validated", path=given,
                         code="load.swapped")
     return Validated(abs_path, real_path, fid, info, report)
+
+
+def _default_policy() -> Any:
+    global _DEFAULT_POLICY
+    if _DEFAULT_POLICY is None:
+        from relib_pure.compat import Policy
+
+        _DEFAULT_POLICY = Policy(resolve=False)
+    return _DEFAULT_POLICY

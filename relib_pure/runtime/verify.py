@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from relib_pure.runtime import procfs
+from relib_pure.runtime import owner, procfs
 from relib_pure.runtime.procfs import FileId, Mapping
 from relib_pure.runtime.report import LeakedFd, LeakedThread
 
@@ -46,7 +46,10 @@ def take_snapshot(maps_data: bytes) -> Snapshot:
 
 
 def _python_thread_ids() -> set[int]:
-    return {t.native_id for t in threading.enumerate() if t.native_id is not None}
+    """Threads running Python code: ``threading``'s and the modules' owner threads."""
+    ids = {t.native_id for t in threading.enumerate() if t.native_id is not None}
+    ids |= owner.live_native_ids()
+    return ids
 
 
 def new_threads(before: Snapshot, *, settle: float = 0.0) -> tuple[LeakedThread, ...]:
@@ -147,6 +150,8 @@ def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
     recognises. A region that grew is reported with
     only its new bytes.
     """
+    if after == before.maps:
+        return ()  # the common case: one comparison instead of a diff
     old_lines = before.maps.splitlines()
     old = set(old_lines)
     fresh = [line for line in after.splitlines() if line not in old]
@@ -155,8 +160,7 @@ def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
     covered = procfs.ranges(old_lines)
     # Python threads started meanwhile (host helpers, other modules' owner
     # threads) each hold one frame-stack chunk: not this module's doing
-    datastacks = sum(1 for t in threading.enumerate()
-                     if t.native_id is not None and t.native_id not in before.tasks)
+    datastacks = len(_python_thread_ids() - before.tasks)
     datastacks = datastacks if sys.version_info >= (3, 11) else 0
     out: list[Mapping] = []
     for m in procfs.parse_maps(fresh):
