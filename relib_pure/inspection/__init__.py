@@ -14,6 +14,7 @@ import hashlib
 import logging
 import mmap
 import os
+import re
 import stat
 import threading
 from typing import TYPE_CHECKING, Callable
@@ -35,6 +36,10 @@ logger = logging.getLogger(__name__)
 # hash costs as much as the whole parse.
 _MMAP_THRESHOLD = 1 << 20
 
+# libc.so and friends in lib directories are text: "GROUP ( libc.so.6 ... )"
+_LINKER_SCRIPT = re.compile(rb"\b(GROUP|INPUT|OUTPUT_FORMAT)\s*\(|GNU ld script")
+_HEAD = 256
+
 _MACHO_MAGICS = {b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
                  b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"\xbe\xba\xfe\xca"}
 
@@ -55,7 +60,7 @@ def _unknown_format(path: str, head: bytes) -> InspectionError:
         what = "a Mach-O file (macOS), which relib_pure does not read"
     elif head.startswith(b"!<arch>\n"):
         what = "a static library archive (ar), not a shared library"
-    elif head.lstrip().startswith((b"/* GNU ld script", b"GROUP", b"INPUT", b"OUTPUT_FORMAT")):
+    elif _LINKER_SCRIPT.search(head) and head.isascii():
         what = "a GNU ld linker script, not a shared library"
     else:
         what = f"not an ELF or PE file (starts with {head[:8].hex(' ')})"
@@ -79,7 +84,7 @@ def inspect_bytes(data: bytes, path: str = "<bytes>") -> LibraryInfo:
         data = data.tobytes()
     if not data:
         raise InspectionError("the data is empty", path=path, code="inspect.empty")
-    info = _reader(path, bytes(data[:64]))(path, data)
+    info = _reader(path, bytes(data[:_HEAD]))(path, data)
     return _with_hash(info, data)
 
 
@@ -135,7 +140,7 @@ def begin_inspect(path: str | os.PathLike[str]) -> PendingInspection:
     if small is not None:
         return PendingInspection(inspect_bytes(small, name))
     try:
-        head = mapped[:64]
+        head = mapped[:_HEAD]
         # Hash from the start: the reader's import and parse overlap with it.
         hasher = _Hasher(mapped) if sniff_format(head) == "elf" else None
         try:
