@@ -461,6 +461,22 @@ def test_relib_symbols_follow_generation(native, name: str) -> None:
         f for f in relib.exports if f.trait is None)
 
 
+@pytest.mark.parametrize("name, machine, source", [
+    ("inspect_relib_aarch64", "aarch64", "rela"),   # R_AARCH64_RELATIVE addend
+    ("inspect_relib_i386", "i386", "in-place"),     # REL: the addend is the field
+])
+def test_relib_compilation_info_other_machines(native, name: str, machine: str,
+                                               source: str) -> None:
+    info = inspect(native(name))
+    assert info.machine == machine
+    ci = info.relib.compilation_info
+    assert info.relib.compilation_info_error is None
+    assert ci.raw == ("1.95.0 (59807616e 2026-04-14)|x86_64-unknown-linux-gnu|22.1.2|"
+                      "0.7.0|1")
+    assert ci.source == source and ci.generation == "0.7"
+    assert info.find_export(abi.COMPILATION_INFO_SYMBOL).size == 2 * info.bits // 8
+
+
 def test_relib_without_compilation_info(native) -> None:
     relib = inspect(native("inspect_relib_no_info")).relib
     assert relib is not None and relib.compilation_info is None
