@@ -95,6 +95,8 @@ class Sample:
 
 @dataclass(frozen=True)
 class Mutant:
+    """Mutant ``index``: ``data`` is fixture ``base`` changed as ``description`` says."""
+
     index: int
     base: str
     kind: str
@@ -105,6 +107,8 @@ class Mutant:
 
 @dataclass
 class Result:
+    """What running one mutant gave (``outcome``: ok, typed, crash or hang)."""
+
     index: int
     outcome: str
     detail: str
@@ -343,6 +347,7 @@ def _pe_reloc_fields(data: bytes, start: int | None, rva: int) -> list[Field]:
 
 
 def load_sample(name: str, path: Path) -> Sample:
+    """Read a fixture and find its fields."""
     data = path.read_bytes()
     fields = elf_fields(data) or pe_fields(data)
     return Sample(name=name, data=data, fields=fields, suffix=path.suffix or ".bin",
@@ -587,6 +592,8 @@ class _Worker:
 
 @dataclass
 class Summary:
+    """Every mutant's result, in completion order."""
+
     results: list[Result] = field(default_factory=list)
 
     @property
@@ -684,6 +691,7 @@ def _describe_findings(summary: Summary, corpus: list[Sample], seed: int) -> Non
 
 def report(summary: Summary, args: argparse.Namespace, elapsed: float,
            out: Any = sys.stdout) -> None:
+    """Print the counts, then each finding with its reproducer."""
     outcomes = Counter(r.outcome for r in summary.results)
     codes = Counter(r.code for r in summary.results if r.outcome == "typed")
     bases = Counter(r.base for r in summary.results)
@@ -730,6 +738,7 @@ def replay(args: argparse.Namespace, corpus: list[Sample]) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=500, help="number of mutants (default 500)")
     ap.add_argument("--seed", type=int, default=1, help="seed (default 1)")
@@ -758,6 +767,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the fuzzer, a replay or (internally) a worker; returns the exit status."""
     args = parse_args(argv)
     if args.worker_paths:
         return worker_main(args)

@@ -63,6 +63,7 @@ class Layout:
         self._last: Section | None = None
 
     def fail(self, message: str) -> NoReturn:
+        """Raise ``inspect.malformed`` about this file."""
         raise InspectionError(message, path=self.path, code="inspect.malformed")
 
     def section_of(self, rva: int) -> Section | None:
@@ -85,6 +86,7 @@ class Layout:
         return at if at + length <= self.size else None
 
     def require(self, rva: int, length: int, what: str) -> int:
+        """:meth:`offset`, failing (naming ``what``) unless the bytes are in the file."""
         at = self.offset(rva, length)
         if at is None:
             self.fail(f"{what} at RVA 0x{rva:x} (+{length} bytes) is not in the file")
@@ -138,6 +140,7 @@ class Layout:
         return out
 
     def is_code(self, rva: int) -> bool:
+        """Whether ``rva`` lies in an executable section (a function, not data)."""
         section = self.section_of(rva)
         return section is not None and bool(section.characteristics & _SCN_MEM_EXECUTE)
 
