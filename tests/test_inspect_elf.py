@@ -408,18 +408,25 @@ def _pointer_field(path: Path, info: LibraryInfo) -> int:
     raise AssertionError("symbol not in a PT_LOAD")
 
 
-@pytest.mark.parametrize("name, zero_field", [("relib_0_7", True), ("relib_0_7_bfd", False),
-                                              ("relib_0_7_relr", False)])
-def test_linker_layouts_really_differ(native, name: str, zero_field: bool) -> None:
-    """The three layouts the reader must handle are what the fixtures produce."""
+@pytest.mark.parametrize("name, zero_field, in_rela", [("relib_0_7", True, True),
+                                                     ("relib_0_7_bfd", False, True),
+                                                     ("relib_0_7_relr", False, False)])
+def test_linker_layouts_really_differ(native, name: str, zero_field: bool,
+                                      in_rela: bool) -> None:
+    """The three layouts the reader must handle are what the fixtures produce:
+    lld leaves the field 0 with a RELA entry, GNU ld writes the address too,
+    RELR keeps only the address in place and packs the relocation."""
     if name not in build_fixtures.variants():
         pytest.skip(f"fixture {name} not declared")
     path = native(name)
     info = inspect(path)
     assert (_pointer_field(path, info) == 0) == zero_field
+    value = info.find_export(abi.COMPILATION_INFO_SYMBOL).value
     relocs = readelf("-r", "-W", path)
-    assert ("R_X86_64_RELATIVE" in relocs) != name.endswith("_relr") or "relr" in relocs.lower()
-    assert info.relib.compilation_info is not None
+    relative_at_symbol = re.search(rf"^0*{value:x}\s+\S+\s+R_X86_64_RELATIVE\s", relocs, re.M)
+    assert (relative_at_symbol is not None) == in_rela
+    assert (".relr.dyn" in relocs) == (not in_rela)
+    assert info.relib.compilation_info.source == ("rela" if in_rela else "in-place")
 
 
 @pytest.mark.parametrize("name", RELIB_PRESENT)
