@@ -119,11 +119,15 @@ BROKEN_TARGET = """
 import os, signal, time, zlib
 from relib_pure.errors import InspectionError
 
+class Unwritable:
+    def to_dict(self):
+        return {"name": "lone surrogate \\udcff"}
+
 def target(path):
     print("noise on stdout")  # must not break the worker protocol
     os.write(1, b"noise from C-level stdout\\n")
     with open(path, "rb") as f:
-        kind = zlib.crc32(f.read()) % 5
+        kind = zlib.crc32(f.read()) % 6
     if kind == 0:
         time.sleep(600)
     if kind == 1:
@@ -132,6 +136,8 @@ def target(path):
         os.kill(os.getpid(), signal.SIGKILL)
     if kind == 3:
         raise InspectionError("lost its path", path="elsewhere")
+    if kind == 4:
+        return Unwritable()
     raise InspectionError("fine", path=path)
 """
 
@@ -142,16 +148,17 @@ def test_fuzzer_reports_crash_hang_and_reproducer(tmp_path: Path,
     exit status must be 1, and the printed reproducer must replay the crash."""
     (tmp_path / "broken_target.py").write_text(textwrap.dedent(BROKEN_TARGET))
     findings = tmp_path / "findings"
-    args = ("--count", "40", "--seed", "3", "--time-limit", "0.5", "--no-check",
+    args = ("--count", "48", "--seed", "3", "--time-limit", "0.5", "--no-check",
             "--target", "broken_target:target", "--fixtures", "c_plain,pe_dll",
             "--findings-dir", str(findings))
     r = run_fuzzer(*args, env_path=tmp_path, timeout=170)
     assert r.returncode == 1, r.stdout + r.stderr
     got = outcomes(r.stdout)
-    assert got["hang"] >= 1 and got["crash"] >= 3 and got["typed"] >= 1, r.stdout
+    assert got["hang"] >= 1 and got["crash"] >= 4 and got["typed"] >= 1, r.stdout
     assert "TypeError: boom" in r.stdout
     assert "worker died with status" in r.stdout
     assert "without the file's path" in r.stdout
+    assert "result cannot be written as JSON: UnicodeEncodeError" in r.stdout
     assert "no answer within 0.5 s" in r.stdout
     crash = re.search(r"^CRASH mutant (\d+) .*\n  TypeError: boom.*\n  reproduce: python3 "
                       r"tools/fuzz_inspect\.py (.*)$", r.stdout, re.M)
@@ -163,7 +170,7 @@ def test_fuzzer_reports_crash_hang_and_reproducer(tmp_path: Path,
                        env_path=tmp_path)
     assert again.returncode == 1, again.stdout + again.stderr
     assert "crash: TypeError: boom" in again.stdout
-    assert zlib.crc32(saved.read_bytes()) % 5 == 1
+    assert zlib.crc32(saved.read_bytes()) % 6 == 1
     # every finding was also written out, and the saved crash is the replayed mutant
     kept = {p.name.split("-")[1]: p for p in findings.iterdir()}
     assert len(kept) == got["crash"] + got["hang"]

@@ -11,7 +11,7 @@ pure function of ``(S, I, fixture list)``, so every finding replays exactly.
 Mutants run in a worker subprocess, one at a time, with a time bound each.
 Outcomes:
 
-- ``ok``: inspection returned a model;
+- ``ok``: inspection returned a model (which must serialise to UTF-8 JSON);
 - ``typed``: an :class:`~relib_pure.errors.InspectionError` naming the file;
 - ``crash``: any other exception, a typed error without the file's path, or
   the worker dying (signal, abort);
@@ -505,6 +505,13 @@ def run_one(target: Callable[[str], Any], check: Callable[[Any], Any] | None,
         return "typed", e.message, e.code
     except Exception as e:  # noqa: BLE001 - anything else is the finding
         return "crash", _describe(e), getattr(e, "code", None)
+    to_dict = getattr(info, "to_dict", None)
+    if to_dict is not None:
+        # what `inspect --json` prints must exist for every model the reader returns
+        try:
+            json.dumps(to_dict(), allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except Exception as e:  # noqa: BLE001
+            return "crash", "result cannot be written as JSON: " + _describe(e), None
     if check is None:
         return "ok", "", None
     try:
