@@ -166,3 +166,17 @@ def test_json_sha256_is_the_file_hash(capsys, native, tmp_path: Path) -> None:
     for lib in libs:
         assert lib["sha256"] == hashlib.sha256(Path(lib["path"]).read_bytes()).hexdigest()
     assert libs[0]["sha256"] == libs[1]["sha256"]
+
+
+def test_closed_pipe_is_not_an_error(native) -> None:
+    """``relib-pure inspect --all big.so | head -1``: no traceback, exit 0."""
+    # more output than a pipe buffers (64 KiB), so the writer must hit the closed end
+    paths = [str(native("rust_tls"))] * 40
+    proc = subprocess.Popen([sys.executable, "-m", "relib_pure", "inspect", "--all", *paths],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, stderr
+    assert "Traceback" not in stderr

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -54,6 +55,17 @@ def execute(args: argparse.Namespace, out: TextIO | None = None,
     """Inspect ``args.paths`` (plus the bundled example with ``--example``)."""
     out = out or sys.stdout
     err = err or sys.stderr
+    try:
+        return _execute(args, out, err)
+    except BrokenPipeError:
+        # The reader went away (``| head``): not a failure. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        if out is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _execute(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     paths: list[str] = list(args.paths)
     if args.example:
         from relib_pure.examples import example_path
