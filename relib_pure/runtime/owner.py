@@ -114,11 +114,17 @@ class OwnerThread:
                 raise ModuleUnloaded("the module's owner thread has stopped", path=self._path)
             self._jobs.put((fn, args, box, done, last))
         done.acquire()
-        if box[1] is not None:
-            err = box[1]
-            box[1] = None  # break the frame <-> exception cycle
-            raise err
-        return box[0]  # type: ignore[no-any-return]
+        result, err = box
+        # the queue's job tuple may still hold the box: empty it, so the result
+        # (e.g. a 200 MB copy) lives only as long as the caller keeps it, and
+        # the exception does not keep a frame <-> traceback cycle
+        box[0] = box[1] = None
+        if err is not None:
+            try:
+                raise err
+            finally:
+                del err
+        return result  # type: ignore[no-any-return]
 
     def stop(self) -> None:
         """Refuse new jobs and let the thread exit once the queued ones ran.
@@ -144,6 +150,7 @@ class OwnerThread:
                 return
             if job is not _STOP:
                 self._execute(job)
+            del job
 
     def _run(self) -> None:
         self._ident = threading.get_ident()
@@ -156,7 +163,9 @@ class OwnerThread:
                 job = jobs.get()
                 if job is _STOP:
                     return
-                if self._execute(job):
+                last = self._execute(job)
+                del job  # not kept until the next job arrives
+                if last:
                     self._close_after_last()
                     return
         finally:

@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Mapping", "FileId", "file_id", "read_maps", "parse_line", "parse_maps", "ranges",
     "lines_with", "maps_mention",
-    "mapping_at", "query_mapping", "task_ids", "fd_targets", "thread_name", "wait_task_gone",
+    "mapping_at", "query_mapping", "task_ids", "fd_targets", "fd_identities", "fd_target",
+    "thread_name", "wait_task_gone",
 ]
 
 _MAPS = "/proc/self/maps"
@@ -297,6 +298,34 @@ def fd_targets() -> dict[int, str]:
         except OSError:
             continue
     return out
+
+
+def fd_identities() -> dict[int, tuple[int, int]]:
+    """Open descriptors and the ``(st_dev, st_ino)`` of what each refers to.
+
+    ``fstat`` on the number is a third of the cost of ``readlink`` through
+    ``/proc/self/fd``, and just as good at telling two targets apart.
+    """
+    out: dict[int, tuple[int, int]] = {}
+    skip = host_fds
+    for name in os.listdir(_FD):
+        fd = int(name)
+        if fd in skip:
+            continue
+        try:
+            st = os.fstat(fd)
+        except OSError:  # listdir's own descriptor, closed by now
+            continue
+        out[fd] = (st.st_dev, st.st_ino)
+    return out
+
+
+def fd_target(fd: int) -> str | None:
+    """What descriptor ``fd`` points to (``None`` once it is closed)."""
+    try:
+        return os.readlink(_FD_SLASH + str(fd))
+    except OSError:
+        return None
 
 
 # pidfd_open flag for a thread (not process) descriptor, Linux 6.9+: it polls

@@ -34,15 +34,18 @@ _PY_DATASTACK = 16 << 10
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Threads, descriptors and raw maps text at one moment (taken just before ``dlopen``)."""
+    """Threads, descriptors and raw maps text at one moment (taken just before ``dlopen``).
+
+    ``fds`` maps each open descriptor to the ``(st_dev, st_ino)`` it refers to.
+    """
 
     tasks: frozenset[int]
-    fds: dict[int, str]
+    fds: dict[int, tuple[int, int]]
     maps: bytes
 
 
 def take_snapshot(maps_data: bytes) -> Snapshot:
-    return Snapshot(frozenset(procfs.task_ids()), procfs.fd_targets(), maps_data)
+    return Snapshot(frozenset(procfs.task_ids()), procfs.fd_identities(), maps_data)
 
 
 def _python_thread_ids() -> set[int]:
@@ -58,20 +61,35 @@ def new_threads(before: Snapshot, *, settle: float = 0.0) -> tuple[LeakedThread,
     ``settle`` gives threads that were just joined time to leave the task list
     (the kernel removes a thread a moment after ``pthread_join`` returns).
     """
-    deadline = time.monotonic() + settle
+    deadline: float | None = None
     while True:
-        extra = procfs.task_ids() - before.tasks - _python_thread_ids()
-        if not extra or time.monotonic() >= deadline:
+        extra = procfs.task_ids() - before.tasks
+        if extra:  # only then is it worth asking which threads run Python
+            extra -= _python_thread_ids()
+        if not extra:
+            break
+        if deadline is None:
+            deadline = time.monotonic() + settle
+        if time.monotonic() >= deadline:
             break
         time.sleep(0.002)
     return tuple(LeakedThread(tid, procfs.thread_name(tid)) for tid in sorted(extra))
 
 
 def leaked_fds(before: Snapshot) -> tuple[LeakedFd, ...]:
-    """Descriptors open now that were not open (or pointed elsewhere) at ``before``."""
-    now = procfs.fd_targets()
-    return tuple(LeakedFd(fd, target) for fd, target in sorted(now.items())
-                 if before.fds.get(fd) != target)
+    """Descriptors open now that were not open (or pointed elsewhere) at ``before``.
+
+    Compared by what they refer to (device and inode: a pipe, socket or file
+    closed and replaced under the same number differs); only the descriptors
+    that differ have their target read for the report.
+    """
+    out = []
+    for fd, ident in sorted(procfs.fd_identities().items()):
+        if before.fds.get(fd) != ident:
+            target = procfs.fd_target(fd)
+            if target is not None:
+                out.append(LeakedFd(fd, target))
+    return tuple(out)
 
 
 def mappings_of_file(data: bytes, fid: FileId, path: str) -> tuple[Mapping, ...]:
