@@ -33,12 +33,11 @@ from relib_pure.errors import InspectionError, RelibError
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 
-import fuzz_inspect  # noqa: E402
+import fuzz_fields  # noqa: E402
 
 #: Seconds one inspection may take before it counts as a hang (real cases take ms).
 TIME_BOUND = 20.0
 BROKEN = {"inspect.truncated", "inspect.malformed"}
-_U = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 class Hang(BaseException):
@@ -275,7 +274,7 @@ def test_truncated_at_many_offsets(native: Callable[[str], Path], fixture: str, 
 def test_truncated_big_library(native: Callable[[str], Path], fixture: str) -> None:
     """Cuts at every structure the reader trusts, and evenly through the file."""
     data = native(fixture).read_bytes()
-    cuts = {max(1, f.offset + d) for f in fuzz_inspect.elf_fields(data) for d in (0, 1)}
+    cuts = {max(1, f.offset + d) for f in fuzz_fields.elf_fields(data) for d in (0, 1)}
     cuts |= set(range(1, len(data), len(data) // 150))
     _expect_truncated(fixture, data, sorted(c for c in cuts if c < len(data)))
 
@@ -293,27 +292,27 @@ def test_truncated_file_on_disk(native: Callable[[str], Path], tmp_path: Path,
 # -- corrupted headers and tables ----------------------------------------------------------
 
 
-def _patch(data: bytes, field: fuzz_inspect.Field, value: int) -> bytes:
+def _patch(data: bytes, field: fuzz_fields.Field, value: int) -> bytes:
     out = bytearray(data)
-    struct.pack_into(field.endian + _U[field.size], out, field.offset,
+    struct.pack_into(field.endian + fuzz_fields.STRUCT_CODES[field.size], out, field.offset,
                      value & ((1 << (8 * field.size)) - 1))
     return bytes(out)
 
 
-def _fields(data: bytes) -> dict[str, fuzz_inspect.Field]:
-    return {f.name: f for f in fuzz_inspect.elf_fields(data) or fuzz_inspect.pe_fields(data)}
+def _fields(data: bytes) -> dict[str, fuzz_fields.Field]:
+    return {f.name: f for f in fuzz_fields.elf_fields(data) or fuzz_fields.pe_fields(data)}
 
 
-def _section(fields: dict[str, fuzz_inspect.Field], kind: str) -> str:
+def _section(fields: dict[str, fuzz_fields.Field], kind: str) -> str:
     """``shdr[i:KIND]`` label of the first section of ``kind``."""
     return next(n.rsplit(".", 1)[0] for n in fields if n.startswith("shdr[")
                 and n.split(":", 1)[1].startswith(kind + "]"))
 
 
-def _dyn(data: bytes, fields: dict[str, fuzz_inspect.Field], tag: int) -> fuzz_inspect.Field:
+def _dyn(data: bytes, fields: dict[str, fuzz_fields.Field], tag: int) -> fuzz_fields.Field:
     """The ``d_val`` field of the first dynamic entry with ``tag``."""
     for name, f in fields.items():
-        if name.endswith(".d_tag") and fuzz_inspect.read_field(data, f) == tag:
+        if name.endswith(".d_tag") and fuzz_fields.read_field(data, f) == tag:
             return fields[name.replace(".d_tag", ".d_val")]
     raise AssertionError(f"no dynamic tag {tag:#x}")
 
@@ -325,7 +324,7 @@ def _index(label: str) -> int:
 DT_NEEDED, DT_STRTAB, DT_SYMTAB, DT_STRSZ, DT_VERNEEDNUM = 1, 5, 6, 10, 0x6FFFFFFF
 
 # case -> (fixture, corruption, expected codes)
-Corruption = Callable[[bytes, dict[str, fuzz_inspect.Field]], bytes]
+Corruption = Callable[[bytes, dict[str, fuzz_fields.Field]], bytes]
 ELF_CASES: dict[str, tuple[str, Corruption, set[str]]] = {
     "e_shoff-beyond-eof": ("c_plain", lambda d, f: _patch(d, f["e_shoff"], len(d) + 64),
                            {"inspect.truncated"}),
@@ -340,14 +339,14 @@ ELF_CASES: dict[str, tuple[str, Corruption, set[str]]] = {
     "e_shentsize-0": ("c_plain", lambda d, f: _patch(d, f["e_shentsize"], 0), BROKEN),
     "e_phentsize-7": ("c_plain", lambda d, f: _patch(d, f["e_phentsize"], 7), BROKEN),
     "section-name-table-index-out-of-range": (
-        "c_plain", lambda d, f: _patch(d, f["e_shstrndx"], fuzz_inspect.read_field(d, f["e_shnum"]) + 5),
+        "c_plain", lambda d, f: _patch(d, f["e_shstrndx"], fuzz_fields.read_field(d, f["e_shnum"]) + 5),
         {"inspect.malformed"}),
     "section-names-beyond-eof": (
-        "c_plain", lambda d, f: _patch(d, f[f"shdr[{fuzz_inspect.read_field(d, f['e_shstrndx'])}"
+        "c_plain", lambda d, f: _patch(d, f[f"shdr[{fuzz_fields.read_field(d, f['e_shstrndx'])}"
                                             f":STRTAB].sh_offset"], len(d) + 8),
         {"inspect.truncated"}),
     "section-names-huge": (
-        "c_plain", lambda d, f: _patch(d, f[f"shdr[{fuzz_inspect.read_field(d, f['e_shstrndx'])}"
+        "c_plain", lambda d, f: _patch(d, f[f"shdr[{fuzz_fields.read_field(d, f['e_shstrndx'])}"
                                             f":STRTAB].sh_size"], 1 << 40), BROKEN),
     "section-name-offset-outside-table": (
         "c_plain", lambda d, f: _patch(d, f[_section(f, "DYNSYM") + ".sh_name"], 0xFFFFFF),
@@ -387,23 +386,23 @@ ELF_CASES: dict[str, tuple[str, Corruption, set[str]]] = {
 }
 
 
-def _dynamic_phdr(data: bytes, fields: dict[str, fuzz_inspect.Field],
-                  what: str) -> fuzz_inspect.Field:
+def _dynamic_phdr(data: bytes, fields: dict[str, fuzz_fields.Field],
+                  what: str) -> fuzz_fields.Field:
     for name, f in fields.items():
         if name.startswith("phdr[") and name.endswith(".p_type") and \
-                fuzz_inspect.read_field(data, f) == 2:  # PT_DYNAMIC
+                fuzz_fields.read_field(data, f) == 2:  # PT_DYNAMIC
             return fields[name.replace(".p_type", "." + what)]
     raise AssertionError("no PT_DYNAMIC")
 
 
-def _gnu_hash_huge(data: bytes, fields: dict[str, fuzz_inspect.Field]) -> bytes:
+def _gnu_hash_huge(data: bytes, fields: dict[str, fuzz_fields.Field]) -> bytes:
     """No section headers, so the symbol count must come from the GNU hash
     table, whose bucket count then claims 2^32 - 1 buckets."""
     out = _patch(data, fields["e_shoff"], 0)
     out = _patch(out, fields["e_shnum"], 0)
     out = _patch(out, fields["e_shstrndx"], 0)
-    hash_at = fuzz_inspect.read_field(data, fields[_section(fields, "GNU_HASH") + ".sh_offset"])
-    return _patch(out, fuzz_inspect.Field("nbuckets", hash_at, 4), 0xFFFFFFFF)
+    hash_at = fuzz_fields.read_field(data, fields[_section(fields, "GNU_HASH") + ".sh_offset"])
+    return _patch(out, fuzz_fields.Field("nbuckets", hash_at, 4), 0xFFFFFFFF)
 
 
 @pytest.mark.parametrize("case", sorted(ELF_CASES))
@@ -459,7 +458,7 @@ def test_corrupted_section_links(case: str, native: Callable[[str], Path],
     assert _facts(got) == _facts(relib_pure.inspect(native("c_versioned")))
 
 
-PE_CASES: dict[str, tuple[Callable[[bytes, dict[str, fuzz_inspect.Field]], bytes], set[str]]] = {
+PE_CASES: dict[str, tuple[Callable[[bytes, dict[str, fuzz_fields.Field]], bytes], set[str]]] = {
     "e_lfanew-beyond-eof": (lambda d, f: _patch(d, f["e_lfanew"], len(d) + 8),
                             {"inspect.truncated"}),
     "e_lfanew-max": (lambda d, f: _patch(d, f["e_lfanew"], 0xFFFFFFF0), {"inspect.truncated"}),
@@ -495,10 +494,10 @@ PE_CASES: dict[str, tuple[Callable[[bytes, dict[str, fuzz_inspect.Field]], bytes
         lambda d, f: _patch(_patch(d, f["dir[SECURITY].VirtualAddress"], len(d) - 8),
                             f["dir[SECURITY].Size"], 64), {"inspect.truncated"}),
     "exe-not-dll": (lambda d, f: _patch(d, f["Characteristics"],
-                                        fuzz_inspect.read_field(d, f["Characteristics"]) & ~0x2000),
+                                        fuzz_fields.read_field(d, f["Characteristics"]) & ~0x2000),
                     {"inspect.not-a-library"}),
-    "ne-signature": (lambda d, f: d[:fuzz_inspect.read_field(d, f["e_lfanew"])] + b"NE"
-                     + d[fuzz_inspect.read_field(d, f["e_lfanew"]) + 2:], {"inspect.unsupported"}),
+    "ne-signature": (lambda d, f: d[:fuzz_fields.read_field(d, f["e_lfanew"])] + b"NE"
+                     + d[fuzz_fields.read_field(d, f["e_lfanew"]) + 2:], {"inspect.unsupported"}),
 }
 
 
