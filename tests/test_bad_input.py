@@ -5,7 +5,8 @@ line on stderr), within a time bound; never a raw pyelftools/pefile/struct
 traceback, never a hang.
 
 Corruptions are written at offsets found by parsing the pristine fixture (with
-the fuzzer's structure finder), so each case states exactly what it breaks.
+the fuzzer's field finder, ``tools/fuzz_fields.py``), so each case states
+exactly what it breaks.
 """
 
 from __future__ import annotations
