@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["Module", "BoundFunction", "load", "load_validated", "live_modules",
-           "protocol_driver"]
+           "protocol_driver", "clear_caches"]
 
 T = TypeVar("T")
 OwnerMode = Literal["thread", "caller"]
@@ -60,6 +60,17 @@ _last_clean: tuple[tuple[int, int, str, str], bytes] | None = None
 # unmaps them; one callback made now keeps the first page out of every
 # module's "left behind" report (drivers create callbacks during a lifetime).
 _CALLBACK_PAGE = ctypes.CFUNCTYPE(None)(lambda: None)
+
+
+def clear_caches() -> None:
+    """Forget what speeds up reloading an unchanged file: its inspection, its check
+    report and the last maps text known not to map it (benchmarks of a first load)."""
+    global _last_clean
+    from relib_pure.runtime.validate import clear_caches as clear_validation
+
+    clear_validation()
+    with _load_lock:
+        _last_clean = None
 
 
 def live_modules() -> tuple[Module, ...]:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Validated", "validate", "library_info"]
+__all__ = ["Validated", "validate", "library_info", "clear_caches"]
 
 _CACHE_SIZE = 64
 _O_PATH = getattr(os, "O_PATH", 0)
@@ -62,6 +62,13 @@ def _stat(path: str) -> os.stat_result:
     if not stat_mod.S_ISREG(st.st_mode):
         raise InspectionError("not a regular file", path=path, code="inspect.not-a-file")
     return st
+
+
+def clear_caches() -> None:
+    """Forget every cached inspection and check report (the next validation reads the file)."""
+    with _cache_lock:
+        _cache.clear()
+        _check_cache.clear()
 
 
 def _resolve(abs_path: str) -> tuple[str, os.stat_result]:
