@@ -1,0 +1,237 @@
+"""The runtime's fast paths give the same answers as the slow ones they replace.
+
+PROCMAP_QUERY against the maps text, the thread pidfd wait against polling the
+task list, cached validation against a fresh one, descriptor identities
+against targets, the skipped already-mapped search against a file mapped in
+between, and owner threads (not listed by ``threading``) against the
+"threads the module started" diff.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import shutil
+import threading
+import weakref
+from pathlib import Path
+
+import pytest
+
+from relib_pure.compat import Policy
+from relib_pure.errors import AlreadyLoaded, InspectionError, LoadError
+from relib_pure.runtime import load, load_validated, procfs, validate
+from relib_pure.runtime import owner as owner_mod
+
+
+@pytest.fixture
+def rt_copy(native, tmp_path: Path) -> Path:
+    target = tmp_path / "librt_fast.so"
+    shutil.copy(native("rt_basic"), target)
+    return target
+
+
+@pytest.fixture(params=["ioctl", "maps-text"])
+def query_mode(request, monkeypatch) -> str:
+    """Run a test with PROCMAP_QUERY and again with the partial-read fallback."""
+    if request.param == "maps-text":
+        monkeypatch.setattr(procfs, "_query_supported", False)
+    return str(request.param)
+
+
+def test_query_mapping_agrees_with_the_maps_text(query_mode: str) -> None:
+    if query_mode == "ioctl":
+        assert procfs.query_mapping(id(object())) is not None
+        if procfs._query_supported is not True:
+            pytest.skip("this kernel has no PROCMAP_QUERY (Linux 6.11+)")
+    rows = [m for m in procfs.parse_maps(procfs.read_maps()) if m.path != "[vsyscall]"]
+    assert len(rows) > 20
+    for m in rows:
+        for address in (m.start, (m.start + m.end) // 2, m.end - 1):
+            got = procfs.query_mapping(address)
+            if got != m:
+                # the process changed meanwhile (an arena, a thread stack): recheck
+                fresh = procfs.mapping_at(procfs.parse_maps(procfs.read_maps()), address)
+                assert got == fresh, (hex(address), m, got)
+    # below the first mapping there is nothing
+    assert procfs.query_mapping(0) is None
+    assert procfs.query_mapping(rows[0].start - 1) is None
+
+
+def test_swapped_file_refused_with_either_identity_check(native, tmp_path: Path,
+                                                         query_mode: str) -> None:
+    target = tmp_path / "libswap.so"
+    shutil.copy(native("rt_basic"), target)
+    other = tmp_path / "other.so"
+    shutil.copy(native("rt_other"), other)
+    validated = validate(target)
+    os.replace(other, target)
+    with pytest.raises(LoadError) as info:
+        load_validated(validated)
+    assert info.value.code == "load.swapped"
+    assert "is not the validated one" in info.value.message
+    with load(target) as module:
+        assert module.function("rt_tag")() == 2
+    assert module.report is not None and module.report.clean
+
+
+@pytest.mark.parametrize("mode", ["pidfd", "polling"])
+def test_wait_task_gone(monkeypatch, mode: str) -> None:
+    if mode == "polling":
+        monkeypatch.setattr(procfs, "_pidfd_threads", False)
+    release = threading.Event()
+    t = threading.Thread(target=release.wait)
+    t.start()
+    tid = t.native_id
+    assert tid is not None
+    # still running: the wait times out and says so
+    assert procfs.wait_task_gone(tid, 0.05) is False
+    assert os.path.exists(f"/proc/self/task/{tid}")
+    release.set()
+    assert procfs.wait_task_gone(tid, 10) is True
+    assert not os.path.exists(f"/proc/self/task/{tid}")
+    t.join()
+    if mode == "pidfd" and procfs._pidfd_threads is None:
+        pytest.fail("the pidfd path was never taken")
+    # a thread that is long gone
+    assert procfs.wait_task_gone(tid, 0.05) is True
+
+
+def test_owner_thread_does_not_keep_a_result_alive(native) -> None:
+    class Big:
+        pass
+
+    with load(native("c_plain")) as module:
+        obj = module.run_on_owner(Big)
+        ref = weakref.ref(obj)
+        del obj
+        # no gc.collect(): nothing but the caller may have held it
+        assert ref() is None
+        with pytest.raises(ZeroDivisionError):
+            module.run_on_owner(lambda: 1 // 0)
+
+
+def test_owner_thread_exits_after_unload_and_refuses_work(native) -> None:
+    module = load(native("c_plain"))
+    owner = module._owner
+    assert owner is not None
+    tid = owner.native_id
+    assert tid in owner_mod.live_native_ids() and os.path.exists(f"/proc/self/task/{tid}")
+    assert module.unload().clean
+    assert tid not in owner_mod.live_native_ids()
+    assert not os.path.exists(f"/proc/self/task/{tid}")
+    assert owner.closed
+    with pytest.raises(Exception) as info:
+        owner.submit(lambda: None)
+    assert getattr(info.value, "code", None) == "call.unloaded"
+
+
+def test_other_modules_owner_threads_are_not_leaked_threads(native, rt_copy: Path) -> None:
+    """Owner threads are not in threading.enumerate(): they must still not count as
+    native threads another module started."""
+    first = load(native("c_plain"))
+    second = load(rt_copy)  # its owner thread starts during first's lifetime
+    assert second.function("rt_tag")() == 1
+    report = first.unload()
+    assert report.threads == () and report.clean, report.summary()
+    # and a thread the module does start is still seen
+    assert second.function("rt_thread_start")() == 0
+    with pytest.raises(Exception) as info:
+        second.unload()
+    assert getattr(info.value, "code", None) == "unload.threads-running"
+    assert second.function("rt_thread_stop")() == 0
+    assert second.unload().clean
+
+
+def test_descriptor_replaced_behind_the_same_name_is_a_leak(rt_copy: Path,
+                                                            tmp_path: Path) -> None:
+    """Same number, same target text, another file: compared by identity, it is reported."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("old")
+    fd = os.open(victim, os.O_RDONLY)
+    try:
+        module = load(rt_copy, owner="caller")
+        leak = module.function("rt_leak_fd", ctypes.c_int, (ctypes.c_char_p,))
+        os.close(fd)
+        replacement = tmp_path / "victim.new"
+        replacement.write_text("new")
+        os.replace(replacement, victim)
+        got = leak(os.fsencode(victim))
+        if got != fd:
+            os.close(got)
+            module.unload()
+            pytest.skip(f"the kernel handed out fd {got}, not the freed {fd}")
+        report = module.unload()
+        assert report.unloaded and not report.clean
+        assert [(f.fd, f.target) for f in report.fds] == [(fd, str(victim))]
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def test_validation_cache_follows_the_file(rt_copy: Path) -> None:
+    first = validate(rt_copy)
+    again = validate(rt_copy)
+    assert again.info is first.info and again.check_report is first.check_report
+    # a policy that reads other files (resolve) is checked afresh every time
+    resolving = Policy()
+    assert validate(rt_copy, policy=resolving).check_report is not \
+        validate(rt_copy, policy=resolving).check_report
+    with open(rt_copy, "ab") as f:
+        f.write(b"\0" * 64)
+    changed = validate(rt_copy)
+    assert changed.info is not first.info
+    assert changed.info.file_size == first.info.file_size + 64
+    assert changed.file.size == first.file.size + 64
+
+
+def test_symlinks_resolve_like_realpath(rt_copy: Path, tmp_path: Path) -> None:
+    link_dir = tmp_path / "linked"
+    link_dir.symlink_to(rt_copy.parent, target_is_directory=True)
+    link = link_dir / rt_copy.name
+    v = validate(link)
+    assert v.path == str(link) and v.real_path == os.path.realpath(link)
+    with load(link) as module:
+        assert module.path == str(link) and module.function("rt_tag")() == 1
+    assert module.report is not None and module.report.clean
+    dangling = tmp_path / "dangling.so"
+    dangling.symlink_to(tmp_path / "nowhere.so")
+    with pytest.raises(InspectionError) as info:
+        validate(dangling)
+    assert info.value.code == "inspect.not-found"
+    to_dir = tmp_path / "dir.so"
+    to_dir.symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(InspectionError) as info:
+        validate(to_dir)
+    assert info.value.code == "inspect.not-a-file"
+
+
+def test_file_mapped_between_two_loads_is_already_loaded(rt_copy: Path) -> None:
+    """The second load may skip the maps search when the text is unchanged; a file
+    mapped in between changes the text, so it is searched and found."""
+    for _ in range(2):
+        with load(rt_copy, owner="caller") as module:
+            assert module.function("rt_tag")() == 1
+        assert module.report is not None and module.report.clean
+    with open(rt_copy, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as view:
+        assert view[:4] == b"\x7fELF"
+        with pytest.raises(AlreadyLoaded):
+            load(rt_copy, owner="caller")
+    with load(rt_copy, owner="caller") as module:
+        pass
+    assert module.report is not None and module.report.clean
+
+
+@pytest.mark.parametrize("owner", ["thread", "caller"])
+def test_report_timings_cover_every_step(native, owner: str) -> None:
+    with load(native("c_plain"), owner=owner) as module:  # type: ignore[arg-type]
+        pass
+    timings = module.report.timings_us  # type: ignore[union-attr]
+    assert set(timings) == {"snapshot", "owner_start", "dlopen", "identity", "after_open",
+                            "before_close", "owner_exit", "dlclose", "verify"}
+    assert all(v >= 0 for v in timings.values())
+    if owner == "caller":
+        assert timings["owner_exit"] < 1000
