@@ -165,9 +165,10 @@ def query_mapping(address: int) -> Mapping | None:
     """The mapping containing ``address``, as ``/proc/self/maps`` describes it.
 
     Asks the kernel for that one mapping with the ``PROCMAP_QUERY`` ioctl on
-    the maps descriptor (Linux 6.11+: about a microsecond, where formatting
-    the whole text costs a hundred times more); older kernels get the same
-    answer from a partial read (:func:`read_maps` with ``through``).
+    the maps descriptor (Linux 6.11+: a few microseconds through ctypes, where
+    the kernel formatting the text up to that address costs tens to hundreds);
+    older kernels get the same answer from a partial read (:func:`read_maps`
+    with ``through``).
     """
     global _query_supported
     if _query_supported is not False:
