@@ -24,7 +24,9 @@ The Python cycle also proves what C does not: the inode check after
 unmapped, that ``dlopen(RTLD_NOLOAD)`` no longer finds it and which threads,
 descriptors and mappings were left behind. Two full ``/proc/self/maps`` reads
 are the irreducible part of that; their cost in this process is printed as the
-"verification floor". Also printed: the per-call overhead of an export called
+"verification floor". The "ctypes us" column is the C loop's own cycle done
+from this Python process through ctypes, verifying nothing: the part of the
+gap that is CPython and a process with more libraries, not relib_pure. Also printed: the per-call overhead of an export called
 through the owner thread, in ``owner="caller"`` mode and as a bare ctypes call.
 
     python tools/bench_cycle.py [--cycles 300] [--calls 20000] [--rounds 5]
@@ -127,18 +129,35 @@ def py_cycles(lib: Path, symbol: str, restype: object, cycles: int, owner: str,
     return times
 
 
+def bare_cycles(lib: Path, symbol: str, restype: object, cycles: int) -> list[float]:
+    """The C loop's cycle done from this process through ctypes, with nothing verified."""
+    path = str(lib)
+    proto = ctypes.CFUNCTYPE(restype)
+    flags = dl.RTLD_NOW | dl.RTLD_LOCAL
+    times = []
+    for _ in range(cycles):
+        t0 = time.perf_counter()
+        handle = dl.dlopen(path, flags)
+        proto(dl.dlsym(handle, symbol))()
+        dl.dlclose(handle)
+        times.append((time.perf_counter() - t0) * 1e6)
+    return times
+
+
 def compare(exe: Path, lib: Path, symbol: str, restype: object, cycles: int, owner: str,
-            rounds: int, pin: bool) -> tuple[float, float, dict[str, float]]:
-    """Medians of C and Python cycles, measured in alternating rounds."""
+            rounds: int, pin: bool) -> tuple[float, float, float, dict[str, float]]:
+    """Medians of the C, bare ctypes and relib_pure cycles, measured in alternating rounds."""
     py_cycles(lib, symbol, restype, 20, owner, {})  # warm-up: caches, glibc's stack cache
     c_medians: list[float] = []
+    bare: list[float] = []
     py_times: list[float] = []
     parts: dict[str, list[float]] = {}
     per_round = max(1, cycles // rounds)
     for _ in range(rounds):
         c_medians.append(c_cycle_us(exe, lib, symbol, per_round, pin))
+        bare += bare_cycles(lib, symbol, restype, per_round)
         py_times += py_cycles(lib, symbol, restype, per_round, owner, parts)
-    return (statistics.median(c_medians), statistics.median(py_times),
+    return (statistics.median(c_medians), statistics.median(bare), statistics.median(py_times),
             {k: statistics.median(v) for k, v in parts.items()})
 
 
@@ -190,21 +209,21 @@ def main(argv: list[str] | None = None) -> int:
           "(cold figures below)")
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_c(Path(tmp))
-        print(f"{'library':12} {'libgcc_s':>8} {'C cycle us':>10} {'owner':>7} "
-              f"{'py cycle us':>11} {'ratio':>6}  {'<=3x':4}  median parts (us)")
+        print(f"{'library':12} {'libgcc_s':>8} {'C cycle us':>10} {'ctypes us':>9} "
+              f"{'owner':>7} {'py cycle us':>11} {'ratio':>6}  {'<=3x':4}  median parts (us)")
         for label, name, symbol, restype, pin in CASES:
             lib = build_fixtures.build(name)
             if pin and pinned_handle is None:
                 pinned_handle = dl.dlopen(LIBGCC, dl.RTLD_NOW | dl.RTLD_LOCAL)
             gcc_state = "n/a" if name.startswith("c_") else ("pinned" if pin else "cycled")
             for owner in ("thread", "caller"):
-                base, cyc, parts = compare(exe, lib, symbol, restype, args.cycles, owner,
-                                           args.rounds, pin)
+                base, bare, cyc, parts = compare(exe, lib, symbol, restype, args.cycles,
+                                                 owner, args.rounds, pin)
                 ok = round(cyc / base, 1) <= TARGET  # judged on the figure printed
                 met[f"{label} libgcc_s={gcc_state} owner={owner}"] = ok
                 shown = " ".join(f"{k}={v:.0f}" for k, v in parts.items())
-                print(f"{label:12} {gcc_state:>8} {base:10.1f} {owner:>7} {cyc:11.1f} "
-                      f"{cyc / base:5.1f}x  {'yes' if ok else 'no':4}  {shown}")
+                print(f"{label:12} {gcc_state:>8} {base:10.1f} {bare:9.1f} {owner:>7} "
+                      f"{cyc:11.1f} {cyc / base:5.1f}x  {'yes' if ok else 'no':4}  {shown}")
                 if name == "c_plain" and owner == "caller":
                     floor_us, lines = maps_read_us()
                     floor_us *= 2
