@@ -127,6 +127,18 @@ def test_owner_thread_exits_after_unload_and_refuses_work(native) -> None:
     assert getattr(info.value, "code", None) == "call.unloaded"
 
 
+def test_owner_thread_leaves_no_dummy_in_threading(native) -> None:
+    """logging calls threading.current_thread() on the owner thread; the stand-in
+    threading registers for it must not outlive the thread."""
+    module = load(native("c_plain"))
+    current = module.run_on_owner(threading.current_thread)
+    ident = module.owner_ident
+    assert current.ident == ident and current in threading.enumerate()
+    del current
+    assert module.unload().clean
+    assert ident not in {t.ident for t in threading.enumerate()}
+
+
 def test_other_modules_owner_threads_are_not_leaked_threads(native, rt_copy: Path) -> None:
     """Owner threads are not in threading.enumerate(): they must still not count as
     native threads another module started."""

@@ -170,6 +170,7 @@ class OwnerThread:
                     return
         finally:
             _live_ids.discard(self._native_id)
+            _forget_dummy(self._ident)
 
     @staticmethod
     def _execute(job: Any) -> bool:
@@ -188,6 +189,25 @@ class OwnerThread:
             done.release()
             del box, done
         return ok and last
+
+
+def _forget_dummy(ident: int) -> None:
+    """Unregister the ``threading`` stand-in made for this thread, if any.
+
+    ``threading.current_thread()`` on a thread ``threading`` did not start
+    (``logging`` calls it for every record) registers a ``_DummyThread`` that
+    CPython 3.11 never removes, so ``threading.enumerate()`` would list dead
+    owner threads. The internals are looked up defensively: without them there
+    is nothing to clean.
+    """
+    active = getattr(threading, "_active", None)
+    lock = getattr(threading, "_active_limbo_lock", None)
+    dummy = getattr(threading, "_DummyThread", None)
+    if not isinstance(active, dict) or lock is None or not isinstance(dummy, type):
+        return
+    with lock:
+        if isinstance(active.get(ident), dummy):
+            del active[ident]
 
 
 def _after_fork_in_child() -> None:
