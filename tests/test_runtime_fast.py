@@ -127,6 +127,55 @@ def test_owner_thread_exits_after_unload_and_refuses_work(native) -> None:
     assert getattr(info.value, "code", None) == "call.unloaded"
 
 
+def test_unload_never_closes_under_a_job_still_running(native, monkeypatch) -> None:
+    """A job queued behind the close steps still runs on the owner thread; if it
+    outlasts the exit timeout, unload waits for it before dlclose."""
+    import time
+
+    import relib_pure.runtime.module as module_mod
+
+    monkeypatch.setattr(module_mod, "OWNER_EXIT_TIMEOUT", 0.05)
+    module = load(native("c_plain"))
+    owner = module._owner
+    assert owner is not None
+    running, release = threading.Event(), threading.Event()
+    state: dict[str, object] = {}
+
+    def occupy() -> None:
+        running.set()
+        release.wait(10)
+
+    def slow() -> None:
+        time.sleep(0.3)
+        state["slow_done"] = True
+
+    def unload() -> None:
+        state["report"] = module.unload()
+        state["slow_done_at_return"] = state.get("slow_done", False)
+
+    def queued(n: int) -> None:
+        deadline = time.monotonic() + 10
+        while owner._jobs.qsize() < n and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert owner._jobs.qsize() == n
+
+    a = threading.Thread(target=module.run_on_owner, args=(occupy,))
+    a.start()
+    assert running.wait(10)
+    u = threading.Thread(target=unload)
+    u.start()
+    queued(1)  # the close job waits behind occupy()
+    b = threading.Thread(target=module.run_on_owner, args=(slow,))
+    b.start()
+    queued(2)  # slow() waits behind the close job
+    release.set()
+    for t in (a, u, b):
+        t.join(20)
+    assert state["slow_done_at_return"] is True
+    report = state["report"]
+    assert report.clean, report.summary()  # type: ignore[attr-defined]
+
+
 def test_owner_thread_leaves_no_dummy_in_threading(native) -> None:
     """logging calls threading.current_thread() on the owner thread; the stand-in
     threading registers for it must not outlive the thread."""

@@ -345,7 +345,7 @@ class Module:
         if owner is None:
             return True
         owner.stop()
-        return procfs.wait_task_gone(owner.native_id, OWNER_EXIT_TIMEOUT)
+        return _wait_owner_gone(owner)
 
     # -- unload -----------------------------------------------------------------
 
@@ -377,8 +377,7 @@ class Module:
             else:
                 self._close_protocol()
             t1 = time.perf_counter()
-            owner_gone = True if owner is None else \
-                procfs.wait_task_gone(owner.native_id, OWNER_EXIT_TIMEOUT)
+            owner_gone = True if owner is None else _wait_owner_gone(owner)
             t2 = time.perf_counter()
             handle, self._handle = self.handle, None
             try:
@@ -528,6 +527,19 @@ class Module:
         if not loader_knows:
             causes.append(Cause("leftover-mapping"))
         return tuple(causes)
+
+
+def _wait_owner_gone(owner: OwnerThread) -> bool:
+    """Wait for a stopping owner thread to leave the task list.
+
+    A job queued before the stop may still be running after the timeout: then
+    wait for it without limit (``dlclose`` must never unmap code a thread may
+    be running) and give the exit one more timeout.
+    """
+    if procfs.wait_task_gone(owner.native_id, OWNER_EXIT_TIMEOUT):
+        return True
+    owner.join()
+    return procfs.wait_task_gone(owner.native_id, OWNER_EXIT_TIMEOUT)
 
 
 def _refuse_if_live(validated: Validated) -> None:

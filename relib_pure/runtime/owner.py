@@ -56,9 +56,11 @@ class OwnerThread:
         self._gate = threading.Lock()
         self._ident: int | None = None
         self._native_id: int | None = None
-        # held until the thread has published its ids
+        # held until the thread has published its ids / has left _run
         self._ready = _allocate_lock()
         self._ready.acquire()
+        self._finished = _allocate_lock()
+        self._finished.acquire()
         _thread.start_new_thread(self._run, ())
 
     @property
@@ -138,6 +140,17 @@ class OwnerThread:
             self._closed = True
             self._jobs.put(_STOP)
 
+    def join(self) -> None:
+        """Wait until the thread has run its last job and left its loop.
+
+        Like ``Thread.join`` it returns before the OS thread is gone (TLS
+        destructors still run after it): only the task list says that.
+        """
+        if threading.get_ident() == self._ident:
+            raise RuntimeError("join() on the owner thread itself")
+        self._finished.acquire()
+        self._finished.release()
+
     def _close_after_last(self) -> None:
         with self._gate:
             self._closed = True
@@ -171,6 +184,7 @@ class OwnerThread:
         finally:
             _live_ids.discard(self._native_id)
             _forget_dummy(self._ident)
+            self._finished.release()
 
     @staticmethod
     def _execute(job: Any) -> bool:
