@@ -180,3 +180,15 @@ def test_closed_pipe_is_not_an_error(native) -> None:
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0, stderr
     assert "Traceback" not in stderr
+
+
+def test_bench_inspect_smoke(native, repo_root: Path) -> None:
+    """The benchmark runs end to end (one run each, a small library as the big one)."""
+    small = native("c_plain")
+    result = subprocess.run([sys.executable, str(repo_root / "tools" / "bench_inspect.py"),
+                             "--runs", "1", "--library", str(native("rust_tls")), "--nice", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"small: {small}" in result.stdout
+    assert result.stdout.count("ratio relib-pure/readelf") == 2
+    assert "target ratio <= 1.0 on the big library:" in result.stdout
