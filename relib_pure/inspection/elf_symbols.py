@@ -149,16 +149,14 @@ def read_symbols(image: Image, strings: StringTable, *, offset: int, count: int,
         version_file: str | None = None
         hidden = False
         if versym is not None:
-            ver = versym[index]
+            ver = versym[index] & 0x7FFF
             if ver > 1:  # 0 = local, 1 = global: unversioned
-                hidden = ver >= C.VERSYM_HIDDEN
-                ver &= 0x7FFF
-                if ver > 1:
-                    try:
-                        version, version_file = by_index[ver]
-                    except KeyError:
-                        image.fail(f"symbol {name!r} has version index {ver}, which no "
-                                   f"version definition or need declares")
+                hidden = versym[index] >= C.VERSYM_HIDDEN
+                try:
+                    version, version_file = by_index[ver]
+                except KeyError:
+                    image.fail(f"symbol {name!r} has version index {ver}, which no "
+                               f"version definition or need declares")
         if shndx == C.SHN_UNDEF:
             imports.append(ImportedSymbol(name, kind, binding == "weak", version, version_file))
             continue
