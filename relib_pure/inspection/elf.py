@@ -164,7 +164,10 @@ class _ElfReader:
         index = h["e_shstrndx"]
         if index == _SHN_XINDEX and headers:  # the real index is in section 0
             index = headers[0]["sh_link"]
-        if not 0 < index < len(headers):
+        if index >= len(headers):  # corrupt, unlike 0 (SHN_UNDEF: no names at all)
+            self.image.fail(f"section name table index {index} is beyond the "
+                            f"{len(headers)} sections")
+        if index == 0:
             return [("", s["sh_type"], s) for s in headers]
         names_table = headers[index]
         strings = StringTable(self.image, names_table["sh_offset"], names_table["sh_size"],
