@@ -197,3 +197,10 @@ def test_relib_module_isolated_plain_flag_reaches_the_child(native) -> None:
     assert code == 0 and data["unload"]["driver"] == "plain"
     code, data, _ = run_cli(str(native("relib_0_7")), "--isolated")
     assert code == 0 and data["unload"]["driver"] == "relib-0.7"
+
+
+def test_cli_restype_names_match_the_runtime_table() -> None:
+    from relib_pure.cli.run_cmd import RESTYPE_NAMES
+    from relib_pure.runtime.probe import RESTYPES
+
+    assert RESTYPE_NAMES == tuple(sorted(RESTYPES))

@@ -18,14 +18,17 @@ logger = logging.getLogger(__name__)
 __all__ = ["configure_parser", "execute", "render_text"]
 
 
+#: the keys of :data:`relib_pure.runtime.probe.RESTYPES`, spelled out so that
+#: building the parser does not import the runtime (every command would pay it)
+RESTYPE_NAMES = ("double", "int", "int64", "pointer", "uint64", "void")
+
+
 def add_cycle_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared with the hidden ``probe`` child command."""
-    from relib_pure.runtime.probe import RESTYPES
-
     parser.add_argument("path", help="the shared library")
     parser.add_argument("--call", metavar="SYMBOL",
                         help="call this exported function (no arguments) after loading")
-    parser.add_argument("--restype", choices=sorted(RESTYPES), default="void",
+    parser.add_argument("--restype", choices=RESTYPE_NAMES, default="void",
                         help="return type of --call (default: void)")
     parser.add_argument("--times", type=int, default=1, metavar="N",
                         help="call it N times (default 1)")
