@@ -98,7 +98,7 @@ class Expectation:
         if not hasattr(other, "relib"):
             from relib_pure.inspection import inspect
 
-            other = inspect(other)  # type: ignore[arg-type]
+            other = inspect(other)
         info: LibraryInfo = other  # type: ignore[assignment]
         ci = info.relib.compilation_info if info.relib is not None else None
         if ci is not None:

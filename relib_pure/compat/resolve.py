@@ -324,13 +324,14 @@ def resolution_findings(res: Resolution) -> list[Finding]:
         by_lib: dict[str, list[Undefined]] = {}
         for u in res.undefined:
             by_lib.setdefault(u.required_by, []).append(u)
-        for lib, items in by_lib.items():
+        for required_by, items in by_lib.items():
             names = [u.name + (f"@{u.version}" if u.version else "") for u in items]
             shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
             found.append(Finding("resolve.undefined-symbol", severity,
                                  f"{len(names)} undefined symbol(s) in "
-                                 f"{os.path.basename(lib)} defined by no library in scope: {shown}",
-                                 {"required_by": lib, "symbols": [
+                                 f"{os.path.basename(required_by)} defined by no library in "
+                                 f"scope: {shown}",
+                                 {"required_by": required_by, "symbols": [
                                      {"name": u.name, "version": u.version} for u in items]}))
     if not found:
         found.append(Finding("resolve.ok", "info",

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-import pefile
+import pefile  # type: ignore[import-untyped]  # pefile ships no stubs
 
 from relib_pure import abi
 from relib_pure.errors import InspectionError, RelibError
