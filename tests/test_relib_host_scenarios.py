@@ -355,3 +355,22 @@ def test_foreign_thread_tls_aborts_after_unload(native, gen: str, prefix: str) -
     assert "thread exited" not in proc.stdout
     assert (f"{prefix} something unrecoverable happened: module allocator was invoked while "
             "module was in the process of unloading") in proc.stderr
+
+
+def test_module_without_unloading_is_left_quietly_at_exit(native) -> None:
+    # upstream leaks such modules by design; interpreter exit must neither crash
+    # nor warn about them (a module loaded from a thread that has since exited, too)
+    proc = run_child("""
+        import sys, threading
+        from relib_pure.relib import load_module
+        box = []
+        def worker():
+            box.append(load_module(sys.argv[1], owner="caller"))
+            box[0].call_main()
+        t = threading.Thread(target=worker)
+        t.start(); t.join()
+        print("loaded", box[0].loaded)
+    """, str(native("relib_0_7_nounload")))
+    assert proc.returncode == 0, proc.stderr
+    assert "loaded True" in proc.stdout
+    assert "left loaded" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -24,6 +24,10 @@ def unload_all() -> None:
     # newest first, like the loader at exit: a module loaded later may depend
     # on an earlier one, and its mappings must be gone before the earlier is checked
     for module in reversed(live_modules()):
+        if getattr(module.driver, "unloading", True) is False:
+            # built without unloading (relib flag 0): leaked by design, like upstream
+            logger.info("%s: built without unloading, left loaded at exit", module.path)
+            continue
         try:
             report = module.unload()
             if report.clean:
