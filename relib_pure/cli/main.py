@@ -52,7 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Subparsers rule out parse_intermixed_args; so that `inspect a.so --json b.so`
+    # works like the user expects, leftover plain words join a command's PATH list.
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        if isinstance(getattr(args, "paths", None), list) and not any(
+                e.startswith("-") for e in extras):
+            args.paths.extend(extras)
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="relib-pure: %(levelname)s: %(message)s",
                         stream=sys.stderr)
