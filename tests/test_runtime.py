@@ -461,3 +461,66 @@ def test_partial_maps_read_reaches_the_address() -> None:
         assert line in part
     # the first mapping needs only the first read
     assert len(procfs.read_maps(through=int(full[0].split(b"-")[0], 16))) < 8192
+
+
+def test_function_binds_only_the_librarys_own_exports(rt_copy: Path) -> None:
+    """dlsym on the handle also searches the library's dependencies; a module's
+    functions are its own exports, never libc's getpid reached through it."""
+    from relib_pure.interface import Interface
+
+    with load(rt_copy) as module:
+        assert module.function("rt_add", ctypes.c_int, (ctypes.c_int, ctypes.c_int))(2, 3) == 5
+        with pytest.raises(relib_pure.SymbolMissing) as info:
+            module.function("getpid", ctypes.c_int)
+        assert info.value.symbols == ("getpid",) and info.value.path == str(rt_copy)
+        assert "libc.so" in info.value.message
+        with pytest.raises(relib_pure.SymbolMissing) as info:
+            module.symbol("malloc")
+        with pytest.raises(relib_pure.SymbolMissing) as info:
+            module.bind(Interface.from_dict({"rt_tag": (ctypes.c_int, []),
+                                             "getpid": (ctypes.c_int, [])}))
+        assert info.value.symbols == ("getpid",)
+
+
+def test_another_handle_is_named_as_the_cause(rt_copy: Path) -> None:
+    """A second dlopen of the same file (here ctypes') keeps the object: the
+    report says so, and once that handle is closed retry_unload() finishes."""
+    import _ctypes
+
+    module = load(rt_copy)
+    other = ctypes.CDLL(str(rt_copy))
+    try:
+        with pytest.raises(relib_pure.StillMapped) as info:
+            module.unload()
+        report = info.value.report
+        assert report.cause_codes == ("another-handle",), report.summary()
+        assert report.loader_knows and not report.unloaded and report.still_mapped
+        assert info.value.path == str(rt_copy) and mapped(rt_copy)
+        assert other.rt_tag() == 1  # the other handle still works
+        with pytest.raises(ModuleUnloaded):
+            module.function("rt_tag")
+    finally:
+        _ctypes.dlclose(other._handle)
+    report = module.retry_unload()
+    assert report.unloaded and not mapped(rt_copy)
+
+
+def test_empty_and_nul_paths_are_typed(tmp_path: Path) -> None:
+    with pytest.raises(InspectionError) as info:
+        load("")
+    assert info.value.code == "inspect.not-found" and info.value.path == ""
+    with pytest.raises(InspectionError) as info:
+        load(str(tmp_path / "a\0b.so"))
+    assert info.value.code == "inspect.io" and "null byte" in info.value.message
+
+
+def test_cycle_arguments_are_checked_before_any_child_starts(native) -> None:
+    from relib_pure.runtime import run_cycle
+
+    path = native("c_plain")
+    for bad in ({"owner": "nobody"}, {"times": 0}, {"restype": "float128"}):
+        with pytest.raises(ValueError):
+            relib_pure.probe(path, call="plain_bump", **bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            run_cycle(path, call="plain_bump", **bad)  # type: ignore[arg-type]
+    assert not mapped(path)

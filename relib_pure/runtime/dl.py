@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "RTLD_LAZY", "RTLD_NOW", "RTLD_NOLOAD", "RTLD_DEEPBIND", "RTLD_GLOBAL", "RTLD_LOCAL",
     "RTLD_NODELETE", "DlError", "dlopen", "dlclose", "dlsym", "is_loaded", "reopen_noload",
-    "dynamic_section",
+    "dynamic_section", "link_map", "defining_object",
 ]
 
 RTLD_LAZY = os.RTLD_LAZY
@@ -30,6 +30,7 @@ RTLD_LOCAL = os.RTLD_LOCAL
 RTLD_NODELETE = os.RTLD_NODELETE
 
 _RTLD_DI_LINKMAP = 2
+_RTLD_DL_LINKMAP = 2  # dladdr1 flag: extra_info receives the struct link_map *
 
 _libc = ctypes.CDLL(None, use_errno=False)
 _dlopen = _libc.dlopen
@@ -47,6 +48,19 @@ _dlerror.argtypes = ()
 _dlinfo = _libc.dlinfo
 _dlinfo.restype = ctypes.c_int
 _dlinfo.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+_dladdr1 = _libc.dladdr1
+_dladdr1.restype = ctypes.c_int
+_dladdr1.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
+
+
+class _DlInfo(ctypes.Structure):
+    # Dl_info of <dlfcn.h>
+    _fields_ = [
+        ("dli_fname", ctypes.c_char_p),
+        ("dli_fbase", ctypes.c_void_p),
+        ("dli_sname", ctypes.c_char_p),
+        ("dli_saddr", ctypes.c_void_p),
+    ]
 
 
 class _LinkMap(ctypes.Structure):
@@ -132,13 +146,38 @@ def reopen_noload(path: str) -> int | None:
     return int(handle)
 
 
+def _link_map_of(handle: int) -> ctypes._Pointer[_LinkMap]:
+    lm = ctypes.POINTER(_LinkMap)()
+    if _dlinfo(handle, _RTLD_DI_LINKMAP, ctypes.byref(lm)) != 0 or not lm:
+        raise DlError(_last_error("dlinfo(RTLD_DI_LINKMAP) failed"))
+    return lm
+
+
 def dynamic_section(handle: int) -> int:
     """Address of the object's ``.dynamic`` section (``link_map.l_ld``).
 
     It lies inside the mapped file, so the ``/proc/self/maps`` line containing
     it names the device and inode the loader actually mapped.
     """
-    lm = ctypes.POINTER(_LinkMap)()
-    if _dlinfo(handle, _RTLD_DI_LINKMAP, ctypes.byref(lm)) != 0 or not lm:
-        raise DlError(_last_error("dlinfo(RTLD_DI_LINKMAP) failed"))
-    return int(lm.contents.l_ld or 0)
+    return int(_link_map_of(handle).contents.l_ld or 0)
+
+
+def link_map(handle: int) -> int:
+    """Address of the loader's ``struct link_map`` for ``handle`` (the object's identity)."""
+    return ctypes.cast(_link_map_of(handle), ctypes.c_void_p).value or 0
+
+
+def defining_object(address: int) -> tuple[int, str] | None:
+    """The loaded object whose mapping contains ``address``: its ``link_map`` and file name.
+
+    ``dlsym(handle, name)`` searches the handle's whole local scope, i.e. the
+    library *and its dependencies*; this tells a symbol the library defines
+    from one it merely resolves through, say, libc. ``None`` when no loaded
+    object contains the address.
+    """
+    info = _DlInfo()
+    extra = ctypes.c_void_p()
+    if not _dladdr1(address, ctypes.byref(info), ctypes.byref(extra), _RTLD_DL_LINKMAP):
+        return None
+    name = info.dli_fname.decode("utf-8", "replace") if info.dli_fname else ""
+    return int(extra.value or 0), name

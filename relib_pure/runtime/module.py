@@ -151,6 +151,7 @@ class Module:
         self.flags = flags
         self.report: UnloadReport | None = None
         self._handle: int | None = None
+        self._link_map: int | None = None
         self._loaded = False
         self._owner: OwnerThread | None = None
         self._owner_ident = threading.get_ident()
@@ -197,12 +198,35 @@ class Module:
     # -- symbols and calls ------------------------------------------------------
 
     def symbol(self, name: str) -> int:
-        """Address of the exported symbol ``name`` (this library's scope only)."""
-        addr = dl.dlsym(self.handle, name)
+        """Address of the symbol ``name`` that this library itself exports.
+
+        A name only its dependencies define (``getpid`` of libc, say) is
+        :class:`~relib_pure.errors.SymbolMissing` too: ``dlsym`` on the handle
+        would find it, but a module's functions are its own exports.
+        """
+        addr = self._own_symbol(name)
         if addr is None:
             raise SymbolMissing(f"symbol {name!r} is not defined", path=self.path,
                                 symbols=(name,))
+        if isinstance(addr, str):
+            raise SymbolMissing(f"symbol {name!r} is not defined by this library (it "
+                                f"resolves to {addr or 'another object'})", path=self.path,
+                                symbols=(name,))
         return addr
+
+    def _own_symbol(self, name: str) -> int | str | None:
+        """``dlsym`` restricted to this object: the address, the file name of the
+        dependency that defines it instead, or ``None`` when nothing does."""
+        handle = self.handle
+        addr = dl.dlsym(handle, name)
+        if addr is None:
+            return None
+        found = dl.defining_object(addr)
+        if self._link_map is None:
+            self._link_map = dl.link_map(handle)
+        if found is not None and found[0] == self._link_map:
+            return addr
+        return found[1] if found is not None else ""
 
     def function(self, name: str, restype: Any = ctypes.c_int,
                  argtypes: Sequence[Any] = ()) -> BoundFunction:
@@ -224,7 +248,8 @@ class Module:
         if traits:
             raise CallError(f"relib trait functions ({', '.join(traits)}) need the relib host "
                             "(relib_pure.load_module), not plain binding", path=self.path)
-        missing = [f.symbol for f in interface.exports if dl.dlsym(self.handle, f.symbol) is None]
+        missing = [f.symbol for f in interface.exports
+                   if not isinstance(self._own_symbol(f.symbol), int)]
         if missing:
             raise SymbolMissing(f"declared exports missing: {', '.join(missing)}",
                                 path=self.path, symbols=tuple(missing))
