@@ -204,3 +204,19 @@ def test_cli_restype_names_match_the_runtime_table() -> None:
     from relib_pure.runtime.probe import RESTYPES
 
     assert RESTYPE_NAMES == tuple(sorted(RESTYPES))
+
+
+def test_nan_result_is_strict_json(native) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for extra in ((), ("--isolated",)):
+        proc = subprocess.run([sys.executable, "-m", "relib_pure", "run", str(native("rt_basic")),
+                               "--call", "rt_nan", "--restype", "double", "--json", *extra],
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert proc.returncode == 0, proc.stderr
+
+        def reject(constant: str) -> None:
+            raise AssertionError(f"{constant} is not JSON")
+
+        data = json.loads(proc.stdout, parse_constant=reject)
+        validate_run_json(data)
+        assert data["call"]["last_result"] == "nan"

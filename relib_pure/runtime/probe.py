@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import json
 import logging
+import math
 import os
 import signal as signal_mod
 import subprocess
@@ -139,8 +140,7 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
     from relib_pure.runtime.module import load_validated, protocol_driver
     from relib_pure.runtime.validate import validate
 
-    if restype not in RESTYPES:
-        raise ValueError(f"restype must be one of {sorted(RESTYPES)}")
+    _check_arguments(restype, times, owner)
     shown = os.fspath(path)
     stage = "start"
     call_info: dict[str, Any] | None = None
@@ -167,7 +167,7 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
                 for _ in range(times):
                     last = fn()
                 call_info = {"symbol": call, "restype": restype, "times": times,
-                             "last_result": last}
+                             "last_result": _json_value(last)}
         finally:
             reach("unload")
             report = module.unload()
@@ -179,6 +179,25 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
         report_obj = carried if isinstance(carried, UnloadReport) else report
         unload = report_obj.to_dict() if report_obj is not None else None
         return RunResult(shown, stage, call_info, unload, e.to_dict())
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` as JSON can carry it: a NaN or infinite double becomes its name
+    (``"nan"``, ``"inf"``, ``"-inf"``), which strict JSON parsers would reject as a number."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def _check_arguments(restype: str, times: int, owner: str) -> None:
+    # a caller's mistake, not the library's: under probe() the child's argparse
+    # would otherwise turn it into a "crash" report
+    if restype not in RESTYPES:
+        raise ValueError(f"restype must be one of {sorted(RESTYPES)}")
+    if owner not in ("thread", "caller"):
+        raise ValueError(f"owner must be 'thread' or 'caller', not {owner!r}")
+    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+        raise ValueError(f"times must be an integer of at least 1, not {times!r}")
 
 
 def _signal_name(num: int) -> str:
@@ -197,8 +216,7 @@ def probe(path: str | os.PathLike[str], *, call: str | None = None, restype: str
     The child is the same interpreter with ``faulthandler`` on, so a crash
     leaves a Python traceback in ``stderr``.
     """
-    if restype not in RESTYPES:
-        raise ValueError(f"restype must be one of {sorted(RESTYPES)}")
+    _check_arguments(restype, times, owner)
     shown = os.fspath(path)
     cmd = [sys.executable, "-X", "faulthandler", "-m", "relib_pure", "probe", shown,
            "--times", str(times), "--restype", restype, "--owner", owner]

@@ -190,6 +190,12 @@ def validate(path: str | os.PathLike[str], *, policy: Any = None, check: bool = 
     except UnicodeEncodeError:
         raise LoadError("the path is not valid UTF-8", path=given,
                         code="load.path-not-utf8") from None
+    # as relib_pure.inspect() words them; abspath("") would quietly name the cwd
+    if not given:
+        raise InspectionError("no such file", path=given, code="inspect.not-found")
+    if "\0" in given:
+        raise InspectionError("cannot read the file: embedded null byte", path=given,
+                              code="inspect.io")
     abs_path = os.path.abspath(given)
     real_path, before = _resolve(abs_path)
     info, fresh = _library_info(real_path, before)
