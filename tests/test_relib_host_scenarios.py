@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from relib_pure.errors import (AlreadyLoaded, ExportPanicked, IncompatibleModuleError,
-                               UnloadError)
+                               SymbolMissing, UnloadError)
 from relib_pure.relib import RString, load_module
-from test_relib_host_support import GENERATION_FIXTURES, child_json, load_fixture, run_child
+from test_relib_host_support import (GENERATION_FIXTURES, Point, child_json, load_fixture,
+                                     run_child)
 
 #: generations covered by every scenario their base fixture supports
 FULL = ["0.1.8", "0.2.3", "0.7"]
@@ -107,6 +108,8 @@ def test_exportify_unit_main(native, capfd) -> None:
 def test_exportify_ret_primitive_main(native, variant: str) -> None:
     with load_fixture(native(variant), "0.7") as m:
         assert m.module.symbol("__relib__main")
+        with pytest.raises(SymbolMissing):  # u64 is returned directly: no post function
+            m.module.symbol("__post__relib__main")
         assert m.call_main(ctypes.c_uint64) == 2**64 - 1
 
 
@@ -207,9 +210,12 @@ def test_dealloc_validation_aborts(native) -> None:
     """, str(native("relib_0_7_dealloc_validation")))
     assert proc.returncode == -signal.SIGABRT, (proc.returncode, proc.stderr)
     assert "loaded id 1" in proc.stdout and "main returned" not in proc.stdout
-    assert ("[module id: 1] something unrecoverable happened: invalid pointer was passed to "
-            "dealloc of global allocator") in proc.stderr
-    assert "aborting" in proc.stderr
+    message = ("[module id: 1] something unrecoverable happened: invalid pointer was passed "
+               "to dealloc of global allocator")
+    assert message in proc.stderr
+    # the host printed "aborting" and aborted itself: it never returned to the module
+    assert "aborting" in proc.stderr.split(message, 1)[1]
+    assert "the host returned from unrecoverable" not in proc.stderr
 
 
 def test_panicking_import_aborts(native) -> None:
@@ -237,7 +243,8 @@ def test_compilation_policy(native) -> None:
     assert m.unload().unloaded
     with pytest.raises(IncompatibleModuleError) as info:
         load_fixture(old, "0.7", expect=ref)  # "like that other module"
-    assert info.value.code in ("compat.failed", "compat.compilation-mismatch")
+    assert info.value.code == "compat.compilation-mismatch"
+    assert info.value.path == str(old) and "1.80.0" in info.value.message
     assert not _mapped(old)  # refused before dlopen
     with load_fixture(ref, "0.7") as first:
         with load_fixture(native("relib_0_7_bfd"), "0.7", expect=first) as second:
@@ -251,7 +258,7 @@ def test_unsupported_relib_version_refused_before_dlopen(native, tmp_path) -> No
     path.write_bytes(data.replace(b"|0.7.0|1", b"|0.9.0|1"))  # same length, version 0.9
     with pytest.raises(IncompatibleModuleError) as info:
         load_module(path)
-    assert info.value.code in ("compat.unsupported-relib", "compat.failed")
+    assert info.value.code == "compat.unsupported-relib" and "0.9.0" in info.value.message
     assert info.value.path == str(path)
     assert not _mapped(path)
 
@@ -309,6 +316,51 @@ def test_raising_import_aborts_per_convention(native, gen: str, expected: str) -
     assert "calling" in proc.stdout and "returned" not in proc.stdout
     assert "ValueError: import primitive refuses 2147483647" in proc.stderr
     assert expected in proc.stderr
+
+
+@pytest.mark.parametrize("gen,expected", [
+    ("0.1.8", "[relib_pure] relib 0.1.8 imports cannot report failure, aborting"),
+    ("0.2.3", "[relib] host panicked while executing an import of module, aborting"),
+    ("0.7", '[relib] host panicked while executing import "primitive_ret" of module, aborting'),
+])
+def test_import_returning_a_wrong_type_aborts(native, gen: str, expected: str) -> None:
+    # ctypes converts a callback's return value only after the Python function has
+    # returned, where an error is printed as "unraisable" and the module gets an
+    # undefined value; the host must convert it inside its guard and fail the call
+    proc = run_child("""
+        import sys
+        from relib_pure.relib import load_module
+        from test_relib_host_support import EXPORTS, HostImports, import_types
+        impls = HostImports(sys.argv[2]).implementations()
+        impls["primitive_ret"] = lambda x: "not an i32"
+        m = load_module(sys.argv[1], exports=EXPORTS, imports=impls,
+                        import_types=import_types(sys.argv[2]))
+        print("calling", flush=True)
+        m.exports.call_imports()
+        print("returned", flush=True)
+    """, str(native(GENERATION_FIXTURES[gen])), gen)
+    assert proc.returncode == -signal.SIGABRT, (proc.returncode, proc.stderr)
+    assert "calling" in proc.stdout and "returned" not in proc.stdout
+    assert "TypeError" in proc.stderr and "primitive_ret" in proc.stderr
+    assert expected in proc.stderr
+    # the module never saw a garbage value (it would fail its assertion instead)
+    assert "import primitive_ret must return its argument" not in proc.stderr
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("gen", ["0.2", "0.7"])
+def test_struct_import_without_a_box_is_refused_at_load(native, gen: str) -> None:
+    from relib_pure.errors import LoadError
+
+    # primitive_ret's slot exists in both; declared to return a structure, it would be
+    # returned by value (0.2: plain; 0.7: no __post slot), which ctypes cannot do
+    path = native(GENERATION_FIXTURES[gen])
+    with pytest.raises(LoadError) as info:
+        load_module(path, imports={"primitive_ret": lambda x: Point(x, x)},
+                    import_types={"primitive_ret": (Point, [ctypes.c_int32])})
+    assert info.value.code == "load.init-failed" and info.value.path == str(path)
+    assert "primitive_ret" in info.value.message and "structure" in info.value.message
+    assert not _mapped(path)
 
 
 @pytest.mark.parametrize("gen,prefix", [("0.1.8", "[module]"), ("0.7", "[module id: 1]")])

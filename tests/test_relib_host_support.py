@@ -58,6 +58,7 @@ EXPORTS: dict[str, tuple[Any, list[Any]]] = {
     "spawn_thread": (None, [c_uint64]),
     "join_threads": (None, []),
     "counter": (c_uint64, []),
+    "alloc_churn": (c_size_t, [c_size_t, c_size_t]),
 }
 
 

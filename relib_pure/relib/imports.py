@@ -42,6 +42,20 @@ def _report_exception(spec: FunctionSpec) -> None:
                  + traceback.format_exc())
 
 
+def _checked_return(restype: Any, result: Any) -> Any:
+    """``result`` as the plain value ctypes returns for ``restype``; raises if it has none.
+
+    A callback's return value is converted by ctypes only after the Python
+    function returned, where a failure cannot be reported: ctypes prints it as
+    unraisable and the module receives an undefined value (relib-abi.md §7).
+    """
+    if restype is None:
+        return None
+    if isinstance(result, restype):
+        return result.value
+    return restype(result).value
+
+
 class ImportTable:
     """The callbacks of one module's public imports and the boxes it still holds.
 
@@ -78,8 +92,10 @@ class ImportTable:
         def wrapper(*args: Any) -> Any:
             self.calls += 1
             try:
-                result = func(*args)
-                return None if spec.restype is None else result
+                # converted here, inside the guard: ctypes would convert a bad value
+                # after the wrapper returned, print it as unraisable and hand the
+                # module a garbage value
+                return _checked_return(spec.restype, func(*args))
             except BaseException:
                 try:
                     _report_exception(spec)
@@ -107,8 +123,15 @@ class ImportTable:
         return CFUNCTYPE(c_bool, c_void_p, *spec.argtypes)(wrapper)
 
     def _convention_b(self, spec: FunctionSpec, func: Callable[..., Any], boxed: bool) -> Any:
+        if not boxed and is_struct(spec.restype):
+            raise LoadError(
+                f"import {spec.name!r} returns a structure but the module has no "
+                f"{post_symbol(spec.symbol)} slot, so relib {self.generation.name} expects it "
+                "by value, which a ctypes callback cannot return", path=self.path,
+                code="load.init-failed")
         restype = c_void_p if boxed else spec.restype
-        zero = None if restype is None else (0 if restype is c_void_p else restype())
+        # what a failed call returns: a plain value (a ctypes instance is not one)
+        zero = None if restype is None else restype().value
 
         def wrapper(success: Any, *args: Any) -> Any:
             self.calls += 1
@@ -120,10 +143,8 @@ class ImportTable:
                     with self._lock:
                         self.boxes[address] = box
                     out: Any = address
-                elif spec.restype is None:
-                    out = None
                 else:
-                    out = result
+                    out = _checked_return(spec.restype, result)
                 success[0] = True
                 return out
             except BaseException:
