@@ -171,6 +171,25 @@ def test_host_detect_reads_interpreter(tmp_path: Path) -> None:
     assert elf_header_platform(str(junk)) is None
 
 
+@pytest.mark.parametrize("e_machine, name", [
+    (62, "x86_64"), (183, "aarch64"), (243, "riscv64"), (258, "loongarch64"), (8, "mips64"),
+    (4, "68k"),
+])
+def test_host_and_library_name_a_machine_alike(native, tmp_path: Path, e_machine: int,
+                                                name: str) -> None:
+    """A host interpreter and a library of one machine must compare equal, or
+    check() refuses every library on riscv64, loongarch64 or mips hosts."""
+    import struct
+    data = bytearray(native("c_plain").read_bytes())
+    struct.pack_into("<H", data, 18, e_machine)
+    patched = tmp_path / "libpatched.so"
+    patched.write_bytes(bytes(data))
+    host_machine, bits, endianness = elf_header_platform(str(patched))
+    assert host_machine == inspect(patched).machine == name
+    host = HostPlatform(host_machine, bits, endianness, "linux")
+    assert not check(patched, Policy(resolve=False, host=host)).codes("error") & {"arch.machine"}
+
+
 def test_foreign_fixture_is_refused(native) -> None:
     path = native("cross_foreign")
     report = check(path)

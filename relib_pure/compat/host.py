@@ -14,20 +14,22 @@ import struct
 import sys
 from dataclasses import dataclass
 
+from relib_pure.inspection import _elfconst
+
 __all__ = ["HostPlatform", "ELF_MACHINES", "elf_header_platform"]
 
 logger = logging.getLogger(__name__)
 
-#: ELF ``e_machine`` -> normalised architecture name (names of LibraryInfo.machine).
-ELF_MACHINES: dict[int, str] = {
-    2: "sparc", 3: "i386", 8: "mips", 20: "ppc", 21: "ppc64", 22: "s390x", 40: "arm",
-    43: "sparc64", 50: "ia64", 62: "x86_64", 183: "aarch64", 243: "riscv", 258: "loongarch",
-}
+#: ELF ``e_machine`` -> architecture name before the bitness suffix some
+#: machines take (see :func:`relib_pure.inspection.elf.machine_name`).
+ELF_MACHINES: dict[int, str] = dict(_elfconst.MACHINES)
 
+# platform.machine() spellings -> LibraryInfo.machine names (``riscv64`` keeps
+# its bitness there, as inspection names e_machine 243 in a 64-bit file).
 _MACHINE_ALIASES = {
     "amd64": "x86_64", "x64": "x86_64", "i486": "i386", "i586": "i386", "i686": "i386",
-    "x86": "i386", "arm64": "aarch64", "armv7l": "arm", "armv6l": "arm", "riscv64": "riscv",
-    "loongarch64": "loongarch", "ppc64le": "ppc64",
+    "x86": "i386", "arm64": "aarch64", "armv7l": "arm", "armv6l": "arm",
+    "ppc64le": "ppc64", "mips": "mips32",
 }
 
 
@@ -71,4 +73,8 @@ def elf_header_platform(path: str) -> tuple[str, int, str] | None:
     bits = 32 if head[4] == 1 else 64
     endianness = "little" if head[5] == 1 else "big"
     (e_machine,) = struct.unpack_from("<H" if endianness == "little" else ">H", head, 18)
-    return ELF_MACHINES.get(e_machine, f"elf-{e_machine}"), bits, endianness
+    # The very naming inspect() gives libraries, or every riscv64 module
+    # would be reported as built for another machine.
+    from relib_pure.inspection.elf import machine_name
+
+    return machine_name(e_machine, bits), bits, endianness

@@ -39,7 +39,7 @@ from relib_pure.inspection.relib_info import (MAX_COMPILATION_INFO_LEN,
 from relib_pure.model import (CompilationInfo, Hazards, ImportedSymbol, LibraryInfo, RelibInfo,
                               Symbol)
 
-__all__ = ["read_elf"]
+__all__ = ["read_elf", "machine_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,20 @@ def read_elf(path: str, data: Buffer) -> LibraryInfo:
         code = "inspect.truncated" if _is_short_read(e) else "inspect.malformed"
         raise InspectionError(f"corrupt ELF file: {type(e).__name__}: {e}", path=path,
                               code=code) from e
+
+
+def machine_name(e_machine: int, bits: int) -> str:
+    """The normalised architecture name of an ELF ``e_machine`` and class.
+
+    The one naming shared by :attr:`LibraryInfo.machine` and the host
+    platform the check layer compares it with (``riscv64``, ``x86_64``).
+    """
+    name = C.MACHINES.get(e_machine)
+    if name is None:
+        return _machine_name(e_machine)
+    if e_machine in C.MACHINES_WITH_BITS:
+        name += str(bits)
+    return name
 
 
 def _machine_name(e_machine: int) -> str:
@@ -265,12 +279,7 @@ class _ElfReader:
         )
 
     def _machine(self) -> str:
-        name = C.MACHINES.get(self.e_machine)
-        if name is None:
-            return _machine_name(self.e_machine)
-        if self.e_machine in C.MACHINES_WITH_BITS:
-            name += str(self.bits)
-        return name
+        return machine_name(self.e_machine, self.bits)
 
     def _string(self, strings: StringTable, tag: int) -> str | None:
         value = self.tag(tag)
