@@ -148,3 +148,17 @@ def test_missing_trait_and_file(tmp_path) -> None:
     with pytest.raises(InspectionError) as info:
         parse_rust_trait(f, "Exports")
     assert info.value.code == "inspect.malformed"
+
+
+def test_char_literals_in_default_bodies(tmp_path) -> None:
+    # a '{' or '}' char literal must not unbalance the trait body; lifetimes stay lifetimes
+    f = tmp_path / "exports.rs"
+    f.write_text("pub trait Exports {\n"
+                 "    fn open() -> u8 { let _c = '{'; let _q = '\\''; b'x' }\n"
+                 "    fn close<'a>(s: RStr<'a>) -> RStr<'a> { let _c = '}'; s }\n"
+                 "    fn last(x: u32) -> u32;\n"
+                 "}\n")
+    api = parse_rust_trait(f, "Exports")
+    assert [(fn.name, fn.restype, fn.argtypes) for fn in api.exports] == [
+        ("open", ctypes.c_uint8, ()), ("close", RStr, (RStr,)),
+        ("last", ctypes.c_uint32, (ctypes.c_uint32,))]

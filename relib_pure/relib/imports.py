@@ -75,6 +75,11 @@ class ImportTable:
         self._lock = threading.Lock()
         self.calls = 0
 
+    def _count_call(self) -> None:
+        # module threads call imports concurrently: a bare += would lose counts
+        with self._lock:
+            self.calls += 1
+
     def pending_boxes(self) -> int:
         """Boxes returned to the module and not yet released through post."""
         return len(self.boxes)
@@ -90,7 +95,7 @@ class ImportTable:
                 code="load.init-failed")
 
         def wrapper(*args: Any) -> Any:
-            self.calls += 1
+            self._count_call()
             try:
                 # converted here, inside the guard: ctypes would convert a bad value
                 # after the wrapper returned, print it as unraisable and hand the
@@ -107,7 +112,7 @@ class ImportTable:
 
     def _convention_a(self, spec: FunctionSpec, func: Callable[..., Any]) -> Any:
         def wrapper(ret: int | None, *args: Any) -> bool:
-            self.calls += 1
+            self._count_call()
             try:
                 result = func(*args)
                 if spec.restype is not None and ret:
@@ -134,7 +139,7 @@ class ImportTable:
         zero = None if restype is None else restype().value
 
         def wrapper(success: Any, *args: Any) -> Any:
-            self.calls += 1
+            self._count_call()
             try:
                 result = func(*args)
                 if boxed:

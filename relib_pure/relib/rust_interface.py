@@ -50,10 +50,12 @@ _KNOWN_STRUCTS: dict[str, Any] = {"RStr": RStr, "RString": RString, "RVec<u8>": 
 
 _LIFETIME = re.compile(r"'[A-Za-z_]\w*\s*,?\s*")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
+_CHAR_LITERAL = re.compile(r"'(?:\\(?:u\{[0-9A-Fa-f]{1,6}\}|x[0-9A-Fa-f]{2}|.)|[^'\\\n])'")
 
 
 def _strip_comments(text: str) -> str:
-    """Remove ``//`` and (nested) ``/* */`` comments, leaving string literals intact."""
+    """Remove ``//`` and (nested) ``/* */`` comments, leaving string literals intact
+    and char literals neutral."""
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -64,6 +66,11 @@ def _strip_comments(text: str) -> str:
                 j += 2 if text[j] == "\\" else 1
             out.append(text[i:j + 1])
             i = j + 1
+        elif c == "'" and (lit := _CHAR_LITERAL.match(text, i)) is not None:
+            # a char literal such as '{' would unbalance the brace matching; a
+            # lifetime ('a) never has a closing quote right after one character
+            out.append("'c'")
+            i = lit.end()
         elif text.startswith("//", i):
             j = text.find("\n", i)
             i = n if j < 0 else j
