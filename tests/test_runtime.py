@@ -524,3 +524,33 @@ def test_cycle_arguments_are_checked_before_any_child_starts(native) -> None:
         with pytest.raises(ValueError):
             run_cycle(path, call="plain_bump", **bad)  # type: ignore[arg-type]
     assert not mapped(path)
+
+
+def test_native_thread_that_called_into_python_still_blocks_unload(rt_copy: Path) -> None:
+    """A native thread running a ctypes callback becomes a threading "dummy" thread
+    once Python asks who it is (logging does, on every record); it is still the
+    library's thread and still inside its code, so unload is refused."""
+    callback_type = ctypes.CFUNCTYPE(None)
+    seen = threading.Event()
+
+    @callback_type
+    def callback() -> None:
+        threading.current_thread()
+        seen.set()
+
+    module = load(rt_copy)
+    start = module.function("rt_thread_start_cb", ctypes.c_int, (callback_type,))
+    stop = module.function("rt_thread_stop")
+    assert start(callback) == 0
+    assert seen.wait(10)
+    tids = {t.native_id for t in threading.enumerate()
+            if isinstance(t, threading._DummyThread)}  # type: ignore[attr-defined]
+    with pytest.raises(ThreadsStillRunning) as info:
+        module.unload()
+    leaked = [t.tid for t in info.value.report.threads]
+    assert len(leaked) == 1 and leaked[0] in tids
+    assert module.loaded and mapped(rt_copy)
+    assert stop() == 0
+    report = module.unload()
+    assert report.clean, report.summary()
+    assert not mapped(rt_copy)

@@ -48,15 +48,26 @@ def take_snapshot(maps_data: bytes) -> Snapshot:
     return Snapshot(frozenset(procfs.task_ids()), procfs.fd_identities(), maps_data)
 
 
-def _python_thread_ids() -> set[int]:
-    """Threads running Python code: ``threading``'s and the modules' owner threads."""
-    ids = {t.native_id for t in threading.enumerate() if t.native_id is not None}
+def _python_thread_ids(*, foreign: bool = True) -> set[int]:
+    """Threads running Python code: ``threading``'s and the modules' owner threads.
+
+    ``foreign=False`` leaves out the threads Python did not start but knows
+    because they called into it (``threading``'s "dummy" threads, e.g. a
+    native thread running a ctypes callback that logs): such a thread was
+    started by native code and may be executing it.
+    """
+    dummy = getattr(threading, "_DummyThread", ())
+    ids = {t.native_id for t in threading.enumerate()
+           if t.native_id is not None and (foreign or not isinstance(t, dummy))}
     ids |= owner.live_native_ids()
     return ids
 
 
 def new_threads(before: Snapshot, *, settle: float = 0.0) -> tuple[LeakedThread, ...]:
     """Native (non-Python) threads alive now that did not exist at ``before``.
+
+    A native thread that called into Python still counts: Python did not
+    start it, so it may be running the library's code.
 
     ``settle`` gives threads that were just joined time to leave the task list
     (the kernel removes a thread a moment after ``pthread_join`` returns).
@@ -65,7 +76,7 @@ def new_threads(before: Snapshot, *, settle: float = 0.0) -> tuple[LeakedThread,
     while True:
         extra = procfs.task_ids() - before.tasks
         if extra:  # only then is it worth asking which threads run Python
-            extra -= _python_thread_ids()
+            extra -= _python_thread_ids(foreign=False)
         if not extra:
             break
         if deadline is None:
