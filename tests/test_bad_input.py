@@ -11,6 +11,8 @@ exactly what it breaks.
 
 from __future__ import annotations
 
+import ctypes
+
 import json
 import os
 import random
@@ -555,6 +557,12 @@ def test_pie_executable_is_read_and_marked(tmp_path: Path) -> None:
     assert info.elf_type == "DYN"
     assert info.interpreter and "ld-linux" in info.interpreter
     assert "PIE" in info.dynamic_flags_1
+    # check() refuses what dlopen refuses, and still resolves its dependencies
+    with pytest.raises(OSError, match="position-independent executable"):
+        ctypes.CDLL(str(path))
+    report = relib_pure.check(info)
+    assert report.codes("error") == {"arch.executable"}
+    assert "resolve.ok" in report.codes("info")
 
 
 def test_coff_object_is_not_pe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

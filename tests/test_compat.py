@@ -67,6 +67,7 @@ def test_finding_codes_are_frozen() -> None:
         "compilation.missing", "compilation.unreadable",
         "relib.generation", "relib.unsupported", "relib.no-unloading", "relib.not-relib",
         "arch.format", "arch.machine", "arch.bits", "arch.endianness", "arch.os",
+        "arch.executable",
         "interface.missing-export", "interface.missing-import", "interface.unexpected-export",
         "interface.unexpected-import", "interface.boxing-mismatch",
         "resolve.ok", "resolve.needed-not-found", "resolve.version-not-found",
@@ -188,6 +189,17 @@ def test_host_and_library_name_a_machine_alike(native, tmp_path: Path, e_machine
     assert host_machine == inspect(patched).machine == name
     host = HostPlatform(host_machine, bits, endianness, "linux")
     assert not check(patched, Policy(resolve=False, host=host)).codes("error") & {"arch.machine"}
+
+
+def test_pie_executable_is_refused() -> None:
+    """DF_1_PIE decides, as in glibc's dlopen (a real PIE: test_bad_input)."""
+    report = check(lib(dynamic_flags_1=("NOW", "PIE"), interpreter="/lib64/ld-linux-x86-64.so.2"),
+                   NO_RESOLVE)
+    assert report.codes("error") == {"arch.executable"}
+    with pytest.raises(IncompatibleModuleError) as exc:
+        report.raise_for_errors()
+    assert exc.value.code == "compat.failed"
+    assert "arch.executable" not in check(lib(dynamic_flags_1=("NOW",)), NO_RESOLVE).codes()
 
 
 def test_foreign_fixture_is_refused(native) -> None:

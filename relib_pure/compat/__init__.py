@@ -92,8 +92,10 @@ def check(info_or_path: InfoOrPath, policy: Policy | None = None) -> CheckReport
                                    report_unexpected=policy.report_unexpected))
     if policy.runs("resolve"):
         ran.append("resolve")
-        raw.extend(check_resolvable(info, policy, foreign=bool(arch_findings)
-                                    or not _same_platform(info, host)))
+        # A PIE matches the platform: its dependencies are searched as usual.
+        foreign = any(f.code != "arch.executable" for f in arch_findings)
+        raw.extend(check_resolvable(info, policy,
+                                    foreign=foreign or not _same_platform(info, host)))
     if policy.runs("hazard"):
         ran.append("hazard")
         raw.extend(check_hazards(info, unloading=policy.unloading))

@@ -10,7 +10,8 @@ __all__ = ["check_arch"]
 
 
 def check_arch(info: LibraryInfo, host: HostPlatform) -> list[Finding]:
-    """Compare format, machine, bitness, byte order and OS with ``host``.
+    """Compare format, machine, bitness, byte order and OS with ``host``, and
+    refuse PIE executables (``ET_DYN`` like libraries, but not loadable).
 
     Every mismatch is an error: ``dlopen`` would fail with "wrong ELF class"
     or "cannot open shared object file" at best.
@@ -39,4 +40,12 @@ def check_arch(info: LibraryInfo, host: HostPlatform) -> list[Finding]:
     if info.os != host.os and info.format == host_format:
         found.append(Finding("arch.os", "error",
                              f"built for {info.os}, this interpreter runs on {host.os}", details))
+    if "PIE" in info.dynamic_flags_1:
+        # glibc 2.30+ refuses DF_1_PIE objects in dlopen, whatever else matches.
+        found.append(Finding("arch.executable", "error",
+                             "a position-independent executable (DF_1_PIE), not a shared "
+                             "library: dlopen refuses it ('cannot dynamically load "
+                             "position-independent executable')",
+                             {"interpreter": info.interpreter,
+                              "dynamic_flags_1": list(info.dynamic_flags_1)}))
     return found

@@ -36,6 +36,7 @@ FINDING_CODES: dict[str, str] = {
     "arch.bits": "built for another bitness than this interpreter",
     "arch.endianness": "built for another byte order than this interpreter",
     "arch.os": "built for another operating system than this interpreter",
+    "arch.executable": "a position-independent executable (DF_1_PIE): dlopen refuses it",
     "interface.missing-export": "a function the interface requires is not exported",
     "interface.missing-import": "an import the interface declares has no slot / reference",
     "interface.unexpected-export": "the module exports a relib function the interface does not declare",
@@ -141,7 +142,7 @@ class CheckReport:
             return
         namespaces = {f.namespace for f in errors}
         code = "compat.failed"
-        if namespaces == {"arch"}:
+        if namespaces == {"arch"} and "arch.executable" not in {f.code for f in errors}:
             code = "compat.arch"
         elif namespaces == {"compilation"}:
             code = "compat.compilation-mismatch"
