@@ -151,3 +151,17 @@ def test_console_entry_point(native) -> None:
                           "--json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["ok"] is True
+
+
+@pytest.mark.parametrize("fmt", [(), ("--json",)])
+def test_closed_pipe_is_not_an_error(native, fmt: tuple[str, ...]) -> None:
+    """``relib-pure check lib.so | true``: the verdict stays the exit status, no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "relib_pure", "check",
+                             str(native("compat_unresolved")), *fmt],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    # closed long before the interpreter has started, so the write hits the closed end
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any, TextIO
 
@@ -77,12 +78,18 @@ def execute(args: argparse.Namespace, out: TextIO | None = None) -> int:
         report = check(args.path, policy)
     except RelibError as e:
         return _fail(args, out, e)
-    if args.json:
-        json.dump(report.to_dict(), out, indent=2)
-        out.write("\n")
-    else:
-        out.write(render(report.to_dict()))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    status = EXIT_OK if report.ok else EXIT_FAILED
+    text = (json.dumps(report.to_dict(), indent=2) + "\n" if args.json
+            else render(report.to_dict()))
+    try:
+        out.write(text)
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``): the verdict is still the exit
+        # status. Point stdout at /dev/null so the final flush does not raise.
+        if out is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return status
 
 
 def render(report: dict[str, Any]) -> str:
