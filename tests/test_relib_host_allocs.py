@@ -115,3 +115,26 @@ def test_store_entries_from_before_the_main_layout_was_chosen() -> None:
     assert live[0x30] == (32, 8) and live[0x40] == (32, 8)
     assert len(live) == packed.count == 999 + 2
     assert packed.total_bytes == 32 * packed.count
+
+
+def test_bench_relib_smoke() -> None:
+    # the benchmark (tools/bench_relib.py) and its C baseline host still build and agree
+    # on the work done; figures are not judged here (benchmarks are not timed tests)
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parent.parent / "tools" / "bench_relib.py"
+    proc = subprocess.run([sys.executable, str(tool), "--runs", "1", "--n", "40000",
+                           "--keep-every", "8", "--json"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(proc.stdout)
+    assert figures["version"] == 1 and figures["leaked"] == 5_000
+    assert figures["ops_per_run"] >= 40_000 + 35_000  # every alloc and free reached the host
+    # both hosts freed the leaked blocks plus init's two buffers (relib_pure also frees
+    # the stdout buffer before_unload's println made; the C host never calls it)
+    assert figures["c"]["freed_allocations"] == 5_000 + 2
+    assert figures["python"]["freed_allocations"] in (5_000 + 2, 5_000 + 3)
+    assert figures["ratio_total"] > 0 and figures["python"]["python_share"] > 0
