@@ -220,3 +220,20 @@ def test_nan_result_is_strict_json(native) -> None:
         data = json.loads(proc.stdout, parse_constant=reject)
         validate_run_json(data)
         assert data["call"]["last_result"] == "nan"
+
+
+def test_library_stdio_output_never_lands_in_the_json(native) -> None:
+    """printf without a newline waits in C stdio's buffer (stdout is a pipe, so
+    fully buffered) until exit() flushes it onto the real stdout, in front of
+    or behind the JSON: the host flushes it while descriptor 1 is stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["PYTHONPATH"] = str(REPO)
+    for extra in ((), ("--isolated",)):
+        proc = subprocess.run([sys.executable, "-m", "relib_pure", "run", str(native("rt_basic")),
+                               "--call", "rt_print", "--json", *extra],
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(proc.stdout)  # raises on text before or after the document
+        validate_run_json(data)
+        where = data["process"]["stderr"] if extra else proc.stderr
+        assert "rt_print was here" in where

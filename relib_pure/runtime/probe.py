@@ -277,19 +277,29 @@ def child_main(path: str, *, call: str | None, restype: str, times: int, owner: 
     return result.exit_code
 
 
+_fflush = ctypes.CDLL(None).fflush
+_fflush.restype = ctypes.c_int
+_fflush.argtypes = (ctypes.c_void_p,)
+
+
 @contextlib.contextmanager
 def native_stdout_to_stderr() -> Iterator[int]:
     """Point descriptor 1 at stderr while native code runs; yields the real stdout.
 
     Libraries print to descriptor 1 behind Python's back, which would break
-    the JSON a command prints there.
+    the JSON a command prints there. C stdio keeps what a library printed in
+    its buffer (stdout is fully buffered when it is not a terminal) until
+    someone flushes it, at the latest ``exit()``, when descriptor 1 is the
+    real stdout again: so it is flushed here, while it still goes to stderr.
     """
     sys.stdout.flush()
+    _fflush(None)
     saved = os.dup(1)
     try:
         os.dup2(2, 1)
         yield saved
     finally:
         sys.stdout.flush()
+        _fflush(None)
         os.dup2(saved, 1)
         os.close(saved)
