@@ -339,6 +339,25 @@ def test_undefined_strong_symbol_but_weak_is_fine(native) -> None:
 
 
 @needs_ldd
+def test_global_scope_of_this_interpreter_counts_for_a_load_here(native) -> None:
+    """An extension-style reference to the interpreter (``Py_IsInitialized``,
+    no libpython in NEEDED): a fresh process (``ldd -r``) cannot bind it,
+    a dlopen from this Python can; check() answers each question as asked."""
+    lib = native("compat_pyscope")
+    assert ours(lib)[1] == ["Py_IsInitialized"] == ldd(lib, relocations=True)[1]
+    fresh = check(lib, Policy(resolve_loaded=False))
+    (f,) = fresh.by_code("resolve.undefined-symbol")
+    assert f.details["symbols"] == [{"name": "Py_IsInitialized", "version": None}]
+    here = resolve(inspect(lib), ld_library_path="", include_loaded=True)
+    assert here.undefined == () and here.global_scope
+    assert os.path.realpath("/proc/self/exe") == here.global_scope[0]
+    report = check(lib)
+    assert report.ok and "resolve.ok" in report.codes("info"), report.findings
+    # and the loader agrees: the library loads here and the call binds
+    assert ctypes.CDLL(str(lib)).compat_pyscope_initialized() == 1
+
+
+@needs_ldd
 @pytest.mark.parametrize("name", ["c_plain", "cxx_unique", "rust_plain", "relib_0_7"])
 def test_system_dependencies_agree_with_ldd(native, name: str) -> None:
     """Real libc/libstdc++/libgcc_s closures: same paths, nothing undefined."""

@@ -61,6 +61,7 @@ def clear_cache() -> None:
     """Forget every inspected dependency."""
     _INSPECTED.clear()
     _INDEXES.clear()
+    _GLOBAL.clear()
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ class Resolution:
     ``libraries``: every NEEDED lookup in breadth-first order (found or
     not; each name once per requester); ``scope``: the paths of the lookup
     scope in order (the library first); ``unreadable``: dependencies that
-    could not be inspected, with the reason.
+    could not be inspected, with the reason; ``global_scope``: the paths of
+    this process's main program and its closure, whose definitions count too
+    (empty without ``include_loaded``).
     """
 
     path: str
@@ -104,6 +107,7 @@ class Resolution:
     version_problems: tuple[VersionProblem, ...] = ()
     unreadable: tuple[tuple[str, str], ...] = ()
     symbols_checked: int = 0
+    global_scope: tuple[str, ...] = ()
 
     @property
     def missing(self) -> tuple[Located, ...]:
@@ -156,7 +160,9 @@ def resolve(info: LibraryInfo, *, ld_library_path: str | None = None,
     ``ld_library_path`` stands for ``$LD_LIBRARY_PATH`` (``None``: the
     environment's value); ``include_loaded`` lets objects already mapped in
     this process satisfy a name by SONAME, as they would for a ``dlopen``
-    here (turn it off to compare with ``ldd``, which starts a fresh process).
+    here, and symbols of the main program's closure (the global scope) count
+    as defined (turn it off to compare with ``ldd``, which starts a fresh
+    process).
     """
     inspector = inspector or inspect_cached
     config = config or LoaderConfig.detect()
@@ -171,6 +177,20 @@ def resolve(info: LibraryInfo, *, ld_library_path: str | None = None,
         if soname:
             loaded = {**loaded, soname: interp}
 
+    nodes, located, unreadable = _closure(info, ld_library_path, loaded, config, inspector)
+    scope = (_global_scope(ld_library_path, loaded, config, inspector)
+             if include_loaded else [])
+    version_problems = _check_versions(nodes)
+    undefined, checked = _check_symbols(nodes, scope)
+    return Resolution(info.path, tuple(located), tuple(n.info.path for n in nodes),
+                      tuple(undefined), tuple(version_problems), tuple(unreadable), checked,
+                      tuple(g.path for g in scope))
+
+
+def _closure(info: LibraryInfo, ld_library_path: str, loaded: dict[str, str],
+             config: LoaderConfig, inspector: Inspector
+             ) -> tuple[list[_Node], list[Located], list[tuple[str, str]]]:
+    """The NEEDED closure of ``info``: nodes, every lookup, unreadable dependencies."""
     root = _Node(info, _requester(info, None))
     if info.soname:
         root.names.add(info.soname)
@@ -213,11 +233,39 @@ def resolve(info: LibraryInfo, *, ld_library_path: str | None = None,
                 child.names.add(dep.soname)
             nodes.append(child)
             by_path[real] = child
+    return nodes, located, unreadable
 
-    version_problems = _check_versions(nodes)
-    undefined, checked = _check_symbols(nodes)
-    return Resolution(info.path, tuple(located), tuple(n.info.path for n in nodes),
-                      tuple(undefined), tuple(version_problems), tuple(unreadable), checked)
+
+_GLOBAL: dict[tuple[object, ...], list[LibraryInfo]] = {}
+
+
+def _global_scope(ld_library_path: str, loaded: dict[str, str], config: LoaderConfig,
+                  inspector: Inspector) -> list[LibraryInfo]:
+    """The objects of this process's global lookup scope: the main program and
+    its NEEDED closure, which every ``dlopen``ed library binds against first
+    (a Python extension's ``Py*`` references resolve there, not in its own
+    NEEDED list). Empty when the program cannot be inspected (a non-PIE
+    executable, for instance): only the library's own closure then counts.
+    """
+    exe = os.path.realpath("/proc/self/exe")
+    try:
+        st = os.stat(exe)
+    except OSError:
+        return []
+    key = (exe, st.st_ino, st.st_mtime_ns, ld_library_path, config)
+    hit = _GLOBAL.get(key)
+    if hit is not None:
+        return hit
+    try:
+        program = inspector(exe)
+    except (RelibError, OSError) as e:
+        logger.debug("global scope: cannot inspect %s: %s", exe, e)
+        program = None
+    scope = ([n.info for n in _closure(program, ld_library_path, loaded, config, inspector)[0]]
+             if program is not None else [])
+    _GLOBAL.clear()
+    _GLOBAL[key] = scope
+    return scope
 
 
 def _already(name: str, nodes: list[_Node]) -> _Node | None:
@@ -275,8 +323,10 @@ def _defines(candidates: list[Symbol], version: str | None) -> bool:
     return False
 
 
-def _check_symbols(nodes: list[_Node]) -> tuple[list[Undefined], int]:
-    indexes = [_index(n.info) for n in nodes]
+def _check_symbols(nodes: list[_Node], scope: list[LibraryInfo]) -> tuple[list[Undefined], int]:
+    """Undefined non-weak symbols of ``nodes`` that neither they nor the
+    global ``scope`` define."""
+    indexes = [_index(info) for info in scope] + [_index(n.info) for n in nodes]
     undefined = []
     checked = 0
     for node in nodes:
