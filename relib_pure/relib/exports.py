@@ -116,8 +116,13 @@ class ExportFunction:
         if not self.boxed:
             return copy_out(restype, result)
         assert self._post is not None
+        if not result:
+            # Box::into_raw never gives NULL; post(NULL) would drop a box that is not there
+            log.warning("%s: %s reported success but returned a NULL box", self._path,
+                        self.symbol)
+            return None
         try:
-            return copy_from_address(restype, result) if result else None
+            return copy_from_address(restype, result)
         finally:
             self._post(result)
 
