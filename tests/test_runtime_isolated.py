@@ -237,3 +237,29 @@ def test_library_stdio_output_never_lands_in_the_json(native) -> None:
         validate_run_json(data)
         where = data["process"]["stderr"] if extra else proc.stderr
         assert "rt_print was here" in where
+
+
+def test_interpreter_exit_does_not_wait_for_a_call_that_never_returns(native) -> None:
+    """A daemon thread stuck in a native call holds the owner thread: exit must
+    leave that module loaded (and say so) instead of queueing its unload behind
+    the call forever; the idle module next to it is still unloaded."""
+    proc = run_script(f"""
+        import logging, sys, threading, time
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+        from relib_pure.runtime import exit as rt_exit, load
+        rt_exit.BUSY_TIMEOUT = 0.5
+        busy = load({str(native("rt_basic"))!r})
+        idle = load({str(native("c_plain"))!r})
+        started = threading.Event()
+        def call() -> None:
+            started.set()
+            busy.function("rt_hang", None)()
+        threading.Thread(target=call, daemon=True).start()
+        started.wait()
+        time.sleep(0.2)
+        print("loaded", flush=True)
+    """, timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "loaded"
+    assert "librt_basic.so: left loaded at exit: a call into it is still running" in proc.stderr
+    assert "libc_plain.so: unloaded cleanly at exit" in proc.stderr

@@ -1,9 +1,11 @@
 """Interpreter exit: unload what is still loaded, or leave it mapped on purpose.
 
 Runs from ``atexit``, i.e. after non-daemon threads were joined but before
-finalisation, while owner threads (daemons) still run. Nothing here may raise:
-a module that cannot be unloaded is logged and left mapped, which is safe
-because the process is about to end.
+finalisation, while owner threads (daemons) still run. Nothing here may raise
+or block for good: a module that cannot be unloaded, or whose owner thread is
+still inside a call after :data:`BUSY_TIMEOUT` (a daemon thread's call that
+never returns), is logged and left mapped, which is safe because the process
+is about to end.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from relib_pure.errors import RelibError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["unload_all"]
+__all__ = ["unload_all", "BUSY_TIMEOUT"]
+
+#: how long exit waits for a module's owner thread to finish the calls it runs
+BUSY_TIMEOUT = 2.0
 
 
 def unload_all() -> None:
@@ -27,6 +32,12 @@ def unload_all() -> None:
         if getattr(module.driver, "unloading", True) is False:
             # built without unloading (relib flag 0): leaked by design, like upstream
             logger.info("%s: built without unloading, left loaded at exit", module.path)
+            continue
+        owner = module._owner
+        if owner is not None and not owner.wait_idle(BUSY_TIMEOUT):
+            # unload would queue behind a call that may never return
+            logger.warning("%s: left loaded at exit: a call into it is still running after "
+                           "%.1f s", module.path, BUSY_TIMEOUT)
             continue
         try:
             report = module.unload()

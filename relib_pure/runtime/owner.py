@@ -20,6 +20,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -53,6 +54,8 @@ class OwnerThread:
         self._path = path
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
+        # true while a job runs (written by the owner thread only)
+        self._busy = False
         self._gate = threading.Lock()
         self._ident: int | None = None
         self._native_id: int | None = None
@@ -84,6 +87,19 @@ class OwnerThread:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until no job runs or waits; true if idle.
+
+        Interpreter exit uses it: a job that never returns (a native call that
+        hangs) must not turn into an exit that never happens.
+        """
+        deadline = time.monotonic() + timeout
+        while self._busy or not self._jobs.empty():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
 
     def submit(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the owner thread and return its result (or raise its error).
@@ -176,7 +192,11 @@ class OwnerThread:
                 job = jobs.get()
                 if job is _STOP:
                     return
-                last = self._execute(job)
+                self._busy = True
+                try:
+                    last = self._execute(job)
+                finally:
+                    self._busy = False
                 del job  # not kept until the next job arrives
                 if last:
                     self._close_after_last()
