@@ -61,15 +61,6 @@ def time_bound(seconds: float = TIME_BOUND) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _check() -> Callable[..., Any] | None:
-    """``relib_pure.check`` once the compat layer provides it."""
-    try:
-        import relib_pure.compat as compat
-    except ImportError:
-        return None
-    return getattr(compat, "check", None)
-
-
 def inspect_error(path: Path | str, codes: set[str]) -> InspectionError:
     """``inspect(path)`` must raise an InspectionError with one of ``codes``."""
     with time_bound(), pytest.raises(InspectionError) as caught:
@@ -87,15 +78,12 @@ def everywhere(path: Path | str, codes: set[str],
     """The same typed error from inspect(), check() and ``relib-pure inspect/check``."""
     err = inspect_error(path, codes)
     name = os.fspath(path)
-    check = _check()
-    if check is not None:
-        with time_bound(), pytest.raises(InspectionError) as caught:
-            check(path)
-        assert (caught.value.code, caught.value.path) == (err.code, name)
+    with time_bound(), pytest.raises(InspectionError) as caught:
+        relib_pure.check(path)
+    assert (caught.value.code, caught.value.path) == (err.code, name)
     capsys.readouterr()
-    commands = [["inspect", name], ["inspect", "--json", name]]
-    if check is not None:
-        commands.append(["check", name])
+    commands = [["inspect", name], ["inspect", "--json", name], ["check", name],
+                ["check", "--json", name]]
     for argv in commands:
         with time_bound():
             status = cli_main(argv)
@@ -104,7 +92,8 @@ def everywhere(path: Path | str, codes: set[str],
         if "--json" in argv:
             doc = json.loads(out)
             assert doc["version"] == 1
-            assert [(e["code"], e["path"]) for e in doc["errors"]] == [(err.code, name)]
+            errors = doc["errors"] if argv[0] == "inspect" else [doc["error"]]
+            assert [(e["code"], e["path"]) for e in errors] == [(err.code, name)]
         else:
             lines = errout.strip().splitlines()
             assert len(lines) == 1, errout

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Mutation fuzzer for ``relib_pure.inspect`` (and ``relib_pure.check`` when it exists).
+"""Mutation fuzzer for ``relib_pure.inspect`` and ``relib_pure.check``.
 
 Each mutant is a built fixture library (``fixtures/**/fixture.json``) changed by
 one mutation: bit flips, byte sets, a truncation, a splice of two fixtures, or
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect as pyinspect
 import json
 import logging
 import os
@@ -243,21 +242,11 @@ def _load_target(spec: str) -> Callable[[str], Any]:
     return func  # type: ignore[no-any-return]
 
 
-def _load_check() -> Callable[[Any], Any] | None:
-    """``relib_pure.check`` with its default policy, when the compat layer exists."""
-    try:
-        compat = importlib.import_module("relib_pure.compat")
-    except ImportError:
-        return None
-    check = getattr(compat, "check", None)
-    if check is None:
-        return None
-    params = list(pyinspect.signature(check).parameters.values())
-    needs_policy = len(params) > 1 and params[1].default is pyinspect.Parameter.empty
-    policy_cls = getattr(compat, "Policy", None)
-    if needs_policy and policy_cls is not None:
-        return lambda info: check(info, policy_cls())
-    return lambda info: check(info)
+def _load_check() -> Callable[[Any], Any]:
+    """``relib_pure.check`` with its default policy (resolvability included)."""
+    from relib_pure.compat import Policy, check
+
+    return lambda info: check(info, Policy())
 
 
 def run_one(target: Callable[[str], Any], check: Callable[[Any], Any] | None,
