@@ -359,6 +359,26 @@ def test_expectation_like_plain_rust_library_uses_comment(native) -> None:
     assert other.by_code("compilation.rustc-version")[0].details["from"] == ".comment"
 
 
+def test_rustc_vv_expectation_on_plain_rust_library_uses_comment(native) -> None:
+    """``check --rustc-from-path`` on a plain Rust cdylib compares the rustc
+    its ``.comment`` names, as ``--expect-rustc`` does; the host triple and
+    LLVM of ``rustc -vV`` belong to that rustc build."""
+    built_by = rustc_from_comments(inspect(native("rust_plain")).comments)
+    assert built_by is not None
+    same = parse_rustc_vv(RUSTC_VV.replace("1.95.0 (59807616e 2026-04-14)", built_by))
+    assert same.host_triple and same.llvm_version
+    report = check(native("rust_plain"), NO_RESOLVE.replace(expect=same))
+    assert report.by_code("compilation.match") and not report.codes("error")
+    other = check(native("rust_plain"), NO_RESOLVE.replace(
+        expect=parse_rustc_vv(RUSTC_VV.replace("1.95.0 (59807616e", "1.70.0 (90c541806"))))
+    assert other.codes("error") == {"compilation.rustc-version"}
+    assert other.by_code("compilation.rustc-version")[0].details["from"] == ".comment"
+    # a relib field cannot be answered from a .comment
+    relib_field = check(native("rust_plain"), NO_RESOLVE.replace(
+        expect=same.replace(relib_version="0.7.0")))
+    assert relib_field.codes("error") == {"compilation.missing"}
+
+
 def test_expectation_against_c_library(native) -> None:
     c_plain = native("c_plain")
     with pytest.raises(RelibError) as exc:

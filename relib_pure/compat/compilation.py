@@ -22,7 +22,8 @@ def check_compilation(info: LibraryInfo, expect: Expectation | None) -> list[Fin
     Unreadable compilation info is always an error (the host cannot choose a
     protocol). Without an expectation nothing else is compared. A library
     without relib info is compared on the rustc version of its ``.comment``
-    when only that is expected.
+    when no relib field is expected (``--rustc-from-path`` on a plain Rust
+    cdylib compares what the file can tell: the rustc that built it).
     """
     relib = info.relib
     ci = relib.compilation_info if relib is not None else None
@@ -35,7 +36,7 @@ def check_compilation(info: LibraryInfo, expect: Expectation | None) -> list[Fin
     source = {"expectation": expect.source}
     if ci is None:
         rustc = rustc_from_comments(info.comments)
-        if expect.rustc_only and rustc is not None:
+        if expect.rustc_comparable and rustc is not None:
             if version_matches(expect.rustc_version or "", rustc):
                 return [Finding("compilation.match", "info",
                                 f"built by rustc {rustc} as expected (.comment)",

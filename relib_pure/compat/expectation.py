@@ -54,6 +54,15 @@ class Expectation:
                    ("rustc_version", "host_triple", "llvm_version", "relib_version", "unloading"))
 
     @property
+    def rustc_comparable(self) -> bool:
+        """True when a ``.comment`` rustc version can answer the expectation:
+        a rustc version is expected and no relib field is. The host triple
+        and LLVM version of ``rustc -vV`` belong to that rustc build, so a
+        full version (with commit hash) stands for them."""
+        return (self.rustc_version is not None and self.relib_version is None
+                and self.unloading is None)
+
+    @property
     def rustc_only(self) -> bool:
         """True when only the rustc version is expected (comparable with ``.comment``)."""
         return (self.rustc_version is not None and self.host_triple is None
