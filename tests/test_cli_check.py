@@ -118,6 +118,23 @@ def test_exports_and_imports_diff(capsys, schema, native) -> None:
     assert "__relib__Imports_empty" not in by_code["interface.unexpected-import"]["details"]["unexpected"]
 
 
+def test_relib_names_as_inspect_lists_them(capsys, schema, native) -> None:
+    """``Exports: add`` in ``relib-pure inspect`` may be named add, Exports_add,
+    Exports::add or Exports.add; a wrong trait is missing, not matched by name."""
+    code, data = run_json(capsys, schema, str(native("relib_0_7")), "--no-resolve",
+                          "--exports", "Exports_add", "Exports::ref_ret", "Exports.ref_",
+                          "Imports::add", "--imports", "Imports_empty", "Imports::ref_ret")
+    assert code == 1
+    by_code = {f["code"]: f for f in data["findings"]}
+    assert by_code["interface.missing-export"]["details"]["missing"] == ["Imports::add"]
+    assert "interface.missing-import" not in by_code
+    unexpected = by_code["interface.unexpected-export"]["details"]["unexpected"]
+    assert not {"__relib__Exports_add", "__relib__Exports_ref_ret",
+                "__relib__Exports_ref_"} & set(unexpected)
+    slots = by_code["interface.unexpected-import"]["details"]["unexpected"]
+    assert not {"__relib__Imports_empty", "__relib__Imports_ref_ret"} & set(slots)
+
+
 @pytest.mark.parametrize("make", ["missing", "directory", "random"])
 def test_unreadable_input_exits_2(capsys, schema, tmp_path: Path, make: str) -> None:
     target = tmp_path / "libx.so"

@@ -37,7 +37,8 @@ def configure_parser(subparsers: Any) -> None:
     expect.add_argument("--like", metavar="OTHER",
                         help="expect the same compilation info as OTHER (host dylib or sibling)")
     p.add_argument("--exports", nargs="+", action="extend", default=[], metavar="NAME",
-                   help="symbols (or relib function names) that must be exported")
+                   help="symbols (or relib function names: add, Exports::add) that must be "
+                        "exported")
     p.add_argument("--imports", nargs="+", action="extend", default=[], metavar="NAME",
                    help="import slots / references the host provides")
     p.add_argument("--no-resolve", action="store_true",

@@ -20,7 +20,8 @@ def check_interface(info: LibraryInfo, interface: Interface | None, exports: tup
     """Diff the declared exports/imports against the library.
 
     ``exports``/``imports`` are extra names: a symbol, or for a relib module
-    also a function's short name (``add`` for ``__relib__Exports_add``).
+    also a function's name (``add``, ``Exports_add``, ``Exports::add`` or
+    ``Exports.add`` for ``__relib__Exports_add``).
     For relib modules the import side is the set of import slots, and a slot
     the host does not declare is an error (its placeholder aborts the
     process when called); for plain libraries it is the undefined symbols.
@@ -90,8 +91,17 @@ def check_interface(info: LibraryInfo, interface: Interface | None, exports: tup
 
 
 def _match(symbol: str, have: set[str], relib_funcs: tuple[RelibFunction, ...]) -> str | None:
+    """The library symbol a declared name stands for: the symbol itself, or
+    for relib functions ``fn`` (when unambiguous), ``Trait_fn``, ``Trait::fn``
+    or ``Trait.fn`` (as ``relib-pure inspect`` lists them)."""
     if symbol in have:
         return symbol
+    for sep in ("::", ".", "_"):
+        trait, found, fn = symbol.partition(sep)
+        if found and trait and fn:
+            for f in relib_funcs:
+                if f.trait == trait and f.name == fn:
+                    return f.symbol
     hits = [f.symbol for f in relib_funcs if f.name == symbol]
     return hits[0] if len(hits) == 1 else None
 
