@@ -200,8 +200,12 @@ def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
         if m.inode and (m.dev, m.inode) in others:
             continue
         for s, e in _uncovered(m, covered):
-            if datastacks and e - s == _PY_DATASTACK and m.perms == "rw-p" and not m.path:
-                datastacks -= 1
+            # the kernel merges adjacent anonymous mappings with equal flags into
+            # one line: two threads' chunks mapped back to back show as 32 KiB
+            chunks, rest = divmod(e - s, _PY_DATASTACK)
+            if not rest and 0 < chunks <= datastacks and m.perms == "rw-p" and not m.path \
+                    and not m.inode:
+                datastacks -= chunks
                 continue
             if not _allocator_owned(m, (s, e), after):
                 out.append(Mapping(s, e, m.perms, m.offset + (s - m.start), m.dev, m.inode,
