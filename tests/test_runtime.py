@@ -476,6 +476,11 @@ def test_function_binds_only_the_librarys_own_exports(rt_copy: Path) -> None:
         assert "libc.so" in info.value.message
         with pytest.raises(relib_pure.SymbolMissing) as info:
             module.symbol("malloc")
+        # C would stop reading at the NUL and find rt_add
+        with pytest.raises(relib_pure.SymbolMissing):
+            module.function("rt_add\0anything")
+        with pytest.raises(relib_pure.SymbolMissing):
+            module.function("rt_add\udcff")
         with pytest.raises(relib_pure.SymbolMissing) as info:
             module.bind(Interface.from_dict({"rt_tag": (ctypes.c_int, []),
                                              "getpid": (ctypes.c_int, [])}))

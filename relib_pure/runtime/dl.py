@@ -112,8 +112,14 @@ def dlsym(handle: int, name: str) -> int | None:
     A symbol whose value is legitimately 0 (absolute symbols) also gives ``None``;
     the host never needs those.
     """
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    if b"\0" in raw:
+        return None  # C would read only the part before the NUL: another symbol
     _dlerror()
-    addr = _dlsym(handle, name.encode("utf-8"))
+    addr = _dlsym(handle, raw)
     if not addr:
         _dlerror()
         return None
