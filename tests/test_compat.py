@@ -51,9 +51,14 @@ def relib_info(relib_version: str = "0.7.0", unloading: bool | None = True,
     ci = CompilationInfo(raw=raw, rustc_version=rustc, host_triple="x86_64-unknown-linux-gnu",
                          llvm_version="22.1.2", relib_version=relib_version, unloading=unloading,
                          generation=gen.name if gen else None, source="rela")
-    fields: dict[str, object] = dict(compilation_info=ci, compilation_info_error=None,
-                                     has_main=True, has_before_unload=False, exports=(),
-                                     imports=(), internal_exports=(), internal_imports=(), hooks=())
+    # a module built with unloading has every internal symbol of its generation
+    full = gen is not None and ci.unloading_enabled
+    fields: dict[str, object] = dict(
+        compilation_info=ci, compilation_info_error=None, has_main=True, has_before_unload=False,
+        exports=(), imports=(),
+        internal_exports=tuple(abi.internal_export(n) for n in gen.internal_exports) if full else (),
+        internal_imports=tuple(abi.internal_import(n) for n in gen.internal_imports) if full else (),
+        hooks=())
     fields.update(kw)
     return RelibInfo(**fields)  # type: ignore[arg-type]
 
@@ -66,6 +71,7 @@ def test_finding_codes_are_frozen() -> None:
         "compilation.llvm-version", "compilation.relib-version", "compilation.unloading",
         "compilation.missing", "compilation.unreadable",
         "relib.generation", "relib.unsupported", "relib.no-unloading", "relib.not-relib",
+        "relib.missing-internal",
         "arch.format", "arch.machine", "arch.bits", "arch.endianness", "arch.os",
         "arch.executable",
         "interface.missing-export", "interface.missing-import", "interface.unexpected-export",
@@ -255,12 +261,33 @@ def test_unreadable_compilation_info_is_an_error() -> None:
     assert report.by_code("compilation.unreadable")[0].details["error"] == "no relocation"
 
 
-@pytest.mark.parametrize("name, generation", [("relib_0_1_8", "0.1.8"), ("relib_0_2", "0.2"),
-                                              ("relib_0_3", "0.3"), ("relib_0_7", "0.7")])
+@pytest.mark.parametrize("name, generation", [
+    ("relib_0_1_8", "0.1.8"), ("relib_0_2", "0.2"), ("relib_0_2_3", "0.2.3"), ("relib_0_3", "0.3"),
+    ("relib_0_4_0", "0.4.0"), ("relib_0_4_1", "0.4.1-0.6"), ("relib_0_7", "0.7")])
 def test_relib_fixtures_generation(native, name: str, generation: str) -> None:
     report = check(native(name), NO_RESOLVE)
     assert report.ok, report.errors
     assert report.by_code("relib.generation")[0].details["generation"] == generation
+    assert "relib.missing-internal" not in report.codes()
+
+
+@pytest.mark.parametrize("suffix, kind", [("exit", "export"), ("misc_cleanup", "export"),
+                                          ("is_ptr_allocated", "import")])
+def test_missing_internal_symbol_is_an_error(native, tmp_path: Path, suffix: str,
+                                             kind: str) -> None:
+    """A module built with unloading whose internal symbol is renamed in
+    .dynstr: the host would fail after dlopen, check() says so before."""
+    name = (abi.internal_export if kind == "export" else abi.internal_import)(suffix)
+    data = native("relib_0_7").read_bytes()
+    assert data.count(name.encode() + b"\0") >= 1   # .dynstr (and .strtab when not stripped)
+    broken = tmp_path / "librelib_broken.so"
+    broken.write_bytes(data.replace(name.encode() + b"\0", name[:-1].encode() + b"Z\0"))
+    report = check(broken, NO_RESOLVE)
+    assert report.codes("error") == {"relib.missing-internal"}
+    assert report.by_code("relib.missing-internal")[0].details["missing"] == [name]
+    # without unloading there are no internal symbols to miss
+    assert "relib.missing-internal" not in check(native("relib_0_7_nounload"),
+                                                 NO_RESOLVE.replace(unloading=False)).codes()
 
 
 def test_relib_fixture_without_unloading(native) -> None:

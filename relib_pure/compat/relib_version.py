@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from relib_pure import abi
 from relib_pure.compat.report import Finding
-from relib_pure.model import LibraryInfo
+from relib_pure.model import LibraryInfo, RelibInfo
 
 __all__ = ["check_relib", "is_relib_module"]
 
@@ -17,8 +17,20 @@ def is_relib_module(info: LibraryInfo) -> bool:
     return r.compilation_info is not None or r.compilation_info_error is not None
 
 
+def _missing_internal(relib: RelibInfo, gen: abi.Generation) -> list[str]:
+    """Internal exports (code) and import slots the generation's host resolves, absent here."""
+    exports = set(relib.internal_exports)
+    imports = set(relib.internal_imports)
+    return ([abi.internal_export(s) for s in gen.internal_exports
+             if abi.internal_export(s) not in exports]
+            + [abi.internal_import(s) for s in gen.internal_imports
+               if abi.internal_import(s) not in imports])
+
+
 def check_relib(info: LibraryInfo, *, unloading: bool, require_relib: bool) -> list[Finding]:
-    """Protocol generation supported (abi §0) and unloading compiled in when wanted."""
+    """Protocol generation supported (abi §0), the internal symbols of that
+    generation present when the module was built with unloading (§1.3-§1.4),
+    and unloading compiled in when wanted."""
     if not is_relib_module(info):
         severity = "error" if require_relib else "info"
         return [Finding("relib.not-relib", severity,
@@ -40,6 +52,17 @@ def check_relib(info: LibraryInfo, *, unloading: bool, require_relib: bool) -> l
                      f"convention {gen.export_convention}",
                      {"relib_version": ci.relib_version, "generation": gen.name,
                       "unloading": ci.unloading_enabled})]
+    # The internal symbol set is the Linux one (relib-abi.md §1.3-§1.4).
+    if ci.unloading_enabled and info.format == "elf":
+        missing = _missing_internal(info.relib, gen)
+        if missing:
+            shown = ", ".join(missing[:4]) + (f" (+{len(missing) - 4} more)"
+                                              if len(missing) > 4 else "")
+            found.append(Finding("relib.missing-internal", "error",
+                                 f"built with unloading but {len(missing)} internal symbol(s) of "
+                                 f"protocol {gen.name} are missing: {shown}; the host cannot "
+                                 f"initialise or unload it (the Rust host panics)",
+                                 {"missing": missing, "generation": gen.name}))
     if unloading and not ci.unloading_enabled:
         found.append(Finding("relib.no-unloading", "error",
                              f"built without relib's unloading feature (compilation info flag 0): "

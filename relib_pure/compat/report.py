@@ -31,6 +31,7 @@ FINDING_CODES: dict[str, str] = {
     "relib.unsupported": "the relib version is not supported by this host",
     "relib.no-unloading": "unloading was requested but the module was built without it",
     "relib.not-relib": "the library is not a relib module (no compilation info)",
+    "relib.missing-internal": "built with unloading, but internal exports or import slots of its protocol are missing",
     "arch.format": "the file format cannot be loaded on this OS (e.g. PE on Linux)",
     "arch.machine": "built for another CPU architecture than this interpreter",
     "arch.bits": "built for another bitness than this interpreter",
