@@ -321,3 +321,23 @@ def test_python_threads_alive_at_unload_are_not_leaked_memory(native) -> None:
         for t in threads:
             t.join()
     assert report.clean, report.summary()
+
+
+def test_maps_descriptor_after_fork_is_the_childs_own() -> None:
+    """The kept-open maps descriptor describes the process that opened it: a
+    forked child reopens it, sees its own mappings, and closes the inherited one."""
+    procfs.read_maps()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 3
+        try:
+            fds = set(os.listdir("/proc/self/fd"))
+            with mmap.mmap(-1, 7 * mmap.PAGESIZE) as region:
+                addr = ctypes.addressof(ctypes.c_char.from_buffer(region))
+                own = procfs.mapping_at(procfs.parse_maps(procfs.read_maps()), addr)
+                seen = own is not None and own.start <= addr < own.end
+            code = 0 if seen and set(os.listdir("/proc/self/fd")) == fds else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

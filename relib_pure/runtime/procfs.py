@@ -120,6 +120,11 @@ def _maps_descriptor() -> int:
     global _maps_fd, _maps_pid
     if _maps_pid != os.getpid():
         # after a fork the inherited descriptor still describes the parent's memory
+        if _maps_fd >= 0:
+            try:
+                os.close(_maps_fd)
+            except OSError:
+                pass
         _maps_fd = os.open(_MAPS, os.O_RDONLY | os.O_CLOEXEC)
         _maps_pid = os.getpid()
     return _maps_fd
