@@ -32,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import inspect as _pyinspect
 import os
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -126,12 +127,14 @@ class Interface:
                    trait: str | None = None, import_trait: str | None = None) -> Interface:
         """Build from class bodies whose methods carry ctypes annotations.
 
-        Every public function defined in the class body is one declaration:
+        Every public function defined in the class body is one declaration
+        (other members, such as nested ctypes structures, are skipped):
         parameter annotations are the argtypes (``self`` is not expected),
         the return annotation the restype (missing or ``None`` = void).
         String annotations (``from __future__ import annotations``) are
-        resolved in the defining module. A ``__trait__`` attribute on the
-        class sets its trait when the keyword is not given.
+        resolved in the class body, then in the defining module. A
+        ``__trait__`` attribute on the class sets its trait when the keyword
+        is not given.
         """
         if import_trait is None:
             import_trait = trait
@@ -197,15 +200,19 @@ def _from_body(body: type, trait: str | None) -> tuple[Function, ...]:
     for name, member in vars(body).items():
         if isinstance(member, (staticmethod, classmethod)):
             member = member.__func__
-        if name.startswith("_") or not callable(member):
+        # Only functions declare: a nested class (a ctypes Structure used in
+        # the signatures) is callable too, but it is a type, not a function.
+        if name.startswith("_") or not isinstance(member, types.FunctionType):
             continue
-        funcs.append(_from_callable(name, member, trait))
+        funcs.append(_from_callable(name, member, trait, dict(vars(body))))
     return tuple(funcs)
 
 
-def _from_callable(name: str, fn: Callable[..., Any], trait: str | None) -> Function:
+def _from_callable(name: str, fn: Callable[..., Any], trait: str | None,
+                   namespace: dict[str, Any] | None = None) -> Function:
     try:
-        hints = typing.get_type_hints(fn)
+        # names of the class body (a nested Structure) resolve like module names
+        hints = typing.get_type_hints(fn, localns=namespace)
     except Exception as e:  # noqa: BLE001 - any failure resolving annotations is a declaration error
         raise TypeError(f"{name}: cannot resolve annotations: {e}") from e
     params = _pyinspect.signature(fn).parameters

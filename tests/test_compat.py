@@ -436,8 +436,15 @@ def test_interface_from_dict_and_class() -> None:
 
         helper_value = 3   # not a function: ignored
 
+        class Point(ctypes.Structure):   # a type used in signatures, not a declaration
+            _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int)]
+
+        def origin() -> Point: ...  # type: ignore[valid-type]
+
     from_class = Interface.from_class(Exports)
-    assert from_class.export_symbols() == ("__relib__Exports_add", "__relib__Exports_nothing")
+    assert from_class.export_symbols() == ("__relib__Exports_add", "__relib__Exports_nothing",
+                                           "__relib__Exports_origin")
+    assert from_class.find("origin").restype is Exports.Point  # type: ignore[union-attr]
     assert from_class.find("nothing").restype is None  # type: ignore[union-attr]
     assert from_class.exports[0] == api.exports[0]
     plain = Interface.from_dict({"plain_add": (ctypes.c_int, [ctypes.c_int, ctypes.c_int])})
