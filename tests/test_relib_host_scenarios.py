@@ -186,7 +186,7 @@ def test_multiple_modules_on_ten_threads(native, tmp_path, gen: str) -> None:
     assert all(v[1] and v[2] >= 1 << 20 for v in outcomes.values())  # type: ignore[index]
 
 
-def test_code_change_between_loads(native, tmp_path) -> None:
+def test_code_change_between_loads(native, tmp_path, capfd) -> None:
     # rebuild between loads: the new file is written over the same path
     path = tmp_path / "libcode_change.so"
     seen = []
@@ -197,6 +197,8 @@ def test_code_change_between_loads(native, tmp_path) -> None:
         seen.append(m.call_main(ctypes.c_uint64))
         assert m.unload().unloaded
     assert seen == [1, 2, 1]
+    # every reload ran before_unload of the code loaded at the time
+    assert capfd.readouterr().out.count("[module] before_unload") == 3
 
 
 def test_dealloc_validation_aborts(native) -> None:
