@@ -233,6 +233,14 @@ class AllocStore:
             if before - len(other) != len(ptrs) and main and not main.isdisjoint(ptrs):
                 main.difference_update(ptrs)
 
+    def clear(self) -> None:
+        """Forget every allocation (the module freed them all); the counters stay."""
+        self.fold()
+        with self._fold_lock:
+            self._main = set()
+            self._other = {}
+            self._layouts = {}
+
     def is_ptr_allocated(self, ptr: int) -> bool:
         """Whether ``ptr`` is currently a live allocation of this module."""
         # always through fold(): a batch the background folder already took off

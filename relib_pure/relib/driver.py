@@ -213,7 +213,12 @@ class RelibDriver:
         if warn and packed.count == 0:
             log.warning("%s: %s", self.path, _NO_ALLOC_TRACKER)
         self._exit(packed)
-        self.freed = packed
+        # keep the figures only: the list and the store's tables are host memory made
+        # during the module's lifetime, which the verified unload would report as
+        # mappings the module left behind (and they describe freed memory now)
+        self.freed = allocs.PackedAllocations(bytearray(), packed.count, packed.total_bytes)
+        if store is not None:
+            store.clear()
 
     def _exit(self, packed: allocs.PackedAllocations) -> None:
         if packed.count:
