@@ -263,3 +263,13 @@ def test_interpreter_exit_does_not_wait_for_a_call_that_never_returns(native) ->
     assert proc.stdout.strip() == "loaded"
     assert "librt_basic.so: left loaded at exit: a call into it is still running" in proc.stderr
     assert "libc_plain.so: unloaded cleanly at exit" in proc.stderr
+
+
+def test_probe_of_a_path_beginning_with_a_dash(native, tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    shutil.copy(native("c_plain"), tmp_path / "-lib.so")
+    monkeypatch.chdir(tmp_path)
+    report = probe("-lib.so", call="plain_bump", restype="int")
+    assert report.clean, report.stderr
+    assert report.result is not None and report.result.call["last_result"] == 1

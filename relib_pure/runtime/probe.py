@@ -218,10 +218,10 @@ def probe(path: str | os.PathLike[str], *, call: str | None = None, restype: str
     """
     _check_arguments(restype, times, owner)
     shown = os.fspath(path)
-    cmd = [sys.executable, "-X", "faulthandler", "-m", "relib_pure", "probe", shown,
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "relib_pure", "probe",
            "--times", str(times), "--restype", restype, "--owner", owner]
     if call is not None:
-        cmd += ["--call", call]
+        cmd.append(f"--call={call}")
     if not check:
         cmd.append("--no-check")
     if lazy:
@@ -230,6 +230,7 @@ def probe(path: str | os.PathLike[str], *, call: str | None = None, restype: str
         cmd.append("--deepbind")
     if not protocol:
         cmd.append("--plain")
+    cmd += ["--", shown]  # a path may begin with "-"
     env = dict(os.environ)
     # the child must import this very package, wherever it was imported from
     pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
