@@ -100,6 +100,11 @@ def test_thread_left_running_exit_1(native) -> None:
     assert len(data["unload"]["leaks"]["threads"]) == 1
     # at exit the module is deliberately left loaded, without a crash
     assert "left loaded at exit" in stderr
+    from relib_pure.cli.run_cmd import render_text
+
+    text = render_text(data)
+    assert "still loaded: unload refused" in text and "STILL MAPPED" not in text
+    assert f"thread still running: tid {data['unload']['leaks']['threads'][0]['tid']}" in text
 
 
 def test_unreadable_input_exit_2(tmp_path: Path) -> None:

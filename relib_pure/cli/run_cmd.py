@@ -75,7 +75,10 @@ def render_text(data: dict[str, Any]) -> str:
         lines.append(f"  error [{err['code']}]: {err['message']}")
     unload = data.get("unload")
     if unload:
-        verdict = "unloaded" if unload["unloaded"] else "STILL MAPPED"
+        refused = bool(err) and err["code"] == "unload.threads-running"
+        verdict = ("unloaded" if unload["unloaded"] else
+                   "still loaded: unload refused (nothing was closed)" if refused else
+                   "STILL MAPPED")
         lines.append(f"  {verdict}")
         for c in unload["causes"]:
             lines.append(f"  cause {c['code']}: {c['message']}"
