@@ -75,7 +75,7 @@ def render_text(data: dict[str, Any]) -> str:
         lines.append(f"  error [{err['code']}]: {err['message']}")
     unload = data.get("unload")
     if unload:
-        refused = bool(err) and err["code"] == "unload.threads-running"
+        refused = err is not None and err["code"] == "unload.threads-running"
         verdict = ("unloaded" if unload["unloaded"] else
                    "still loaded: unload refused (nothing was closed)" if refused else
                    "STILL MAPPED")
