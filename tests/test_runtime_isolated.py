@@ -278,3 +278,27 @@ def test_probe_of_a_path_beginning_with_a_dash(native, tmp_path: Path, monkeypat
     report = probe("-lib.so", call="plain_bump", restype="int")
     assert report.clean, report.stderr
     assert report.result is not None and report.result.call["last_result"] == 1
+
+
+def test_owner_thread_that_cannot_start_is_a_load_error(native) -> None:
+    """Address space too small for a thread stack: a typed LoadError naming the
+    file, nothing mapped, and the caller-owned mode still works."""
+    proc = run_script(f"""
+        import resource
+        from relib_pure.errors import LoadError
+        from relib_pure.runtime import load, procfs
+        lib = {str(native("rt_basic"))!r}
+        load(lib, owner="caller").unload()  # imports and caches done before the limit
+        with open("/proc/self/status") as f:
+            vm = next(int(l.split()[1]) for l in f if l.startswith("VmSize:")) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (vm + (4 << 20), resource.RLIM_INFINITY))
+        try:
+            load(lib)
+        except LoadError as e:
+            print(e.code, e.path == lib, flush=True)
+        print(lib.encode() in procfs.read_maps(), flush=True)
+        m = load(lib, owner="caller")
+        print(m.function("rt_tag")(), m.unload().clean, flush=True)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["load.init-failed", "True", "False", "1", "True"]

@@ -344,7 +344,11 @@ class Module:
         self._snapshot()
         t1 = time.perf_counter()
         if self.owner == "thread":
-            self._owner = OwnerThread(self.path)
+            try:
+                self._owner = OwnerThread(self.path)
+            except RuntimeError as e:  # "can't start new thread": nothing is mapped yet
+                raise LoadError(f"cannot start the module's owner thread: {e}",
+                                path=self.path, code="load.init-failed") from None
         try:
             self.run_on_owner(self._open)
         except BaseException:
