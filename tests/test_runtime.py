@@ -559,3 +559,25 @@ def test_native_thread_that_called_into_python_still_blocks_unload(rt_copy: Path
     report = module.unload()
     assert report.clean, report.summary()
     assert not mapped(rt_copy)
+
+
+def test_leftover_mapping_of_the_file_is_named_as_the_cause(rt_copy: Path) -> None:
+    """The loader let go, but someone mapped the file itself meanwhile: still
+    mapped by the kernel's account, and the cause says why."""
+    import mmap
+
+    module = load(rt_copy)
+    with open(rt_copy, "rb") as f:
+        view = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    try:
+        with pytest.raises(relib_pure.StillMapped) as info:
+            module.unload()
+        report = info.value.report
+        assert report.cause_codes == ("leftover-mapping",), report.summary()
+        assert not report.loader_knows and not report.unloaded
+        page = mmap.PAGESIZE
+        assert [m.size for m in report.still_mapped] == [(len(view) + page - 1) // page * page]
+    finally:
+        view.close()
+    report = module.retry_unload()
+    assert report.unloaded and not mapped(rt_copy)
