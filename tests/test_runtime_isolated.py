@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 
 from relib_pure.runtime import probe
 
@@ -302,3 +303,44 @@ def test_owner_thread_that_cannot_start_is_a_load_error(native) -> None:
     """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["load.init-failed", "True", "False", "1", "True"]
+
+
+def test_schema_enums_follow_the_code() -> None:
+    from relib_pure.runtime.probe import RESTYPES, STAGES
+    from relib_pure.runtime.report import CAUSES
+
+    schema = json.loads(resources.files("relib_pure").joinpath("schemas/run.json").read_text())
+    props = schema["properties"]
+    assert props["stage"]["enum"] == list(STAGES)
+    assert set(props["call"]["oneOf"][1]["properties"]["restype"]["enum"]) == set(RESTYPES)
+    unload = schema["$defs"]["unload"]["properties"]
+    assert set(unload["causes"]["items"]["properties"]["code"]["enum"]) == set(CAUSES)
+
+
+def test_report_with_every_kind_of_leak_matches_the_schema(native, tmp_path: Path) -> None:
+    import ctypes
+    import shutil
+
+    from relib_pure.runtime import load
+
+    lib = tmp_path / "librt_leaks.so"
+    shutil.copy(native("rt_basic"), lib)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("x")
+    module = load(lib)
+    fd = module.function("rt_leak_fd", ctypes.c_int, (ctypes.c_char_p,))(os.fsencode(victim))
+    addr = module.function("rt_leak_mmap", ctypes.c_void_p, (ctypes.c_long,))(3)
+    try:
+        report = module.unload()
+    finally:
+        os.close(fd)
+    data = report.to_dict()
+    assert data["leaks"]["fds"] and data["leaks"]["mappings"] and addr
+    schema = json.loads(resources.files("relib_pure").joinpath("schemas/run.json").read_text())
+    jsonschema.validate(data, {"$schema": schema["$schema"], "$defs": schema["$defs"],
+                               "$ref": "#/$defs/unload"})
+    # the check bites: a leak the schema does not describe is refused
+    data["leaks"]["fds"][0]["target"] = 3
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, {"$schema": schema["$schema"], "$defs": schema["$defs"],
+                                   "$ref": "#/$defs/unload"})
