@@ -751,3 +751,26 @@ def test_begin_inspect_hashes_in_the_background(native) -> None:
     with pytest.raises(InspectionError) as e:
         begin_inspect(path.parent / "nope.so")
     assert e.value.code == "inspect.not-found"
+
+
+def test_symbols_built_without_the_constructor_are_the_same_objects(native, monkeypatch) -> None:
+    """The bulk reader fills symbol instances directly (the frozen constructor
+    is the hot spot on big libraries); the result must not differ in any way."""
+    import dataclasses
+
+    from relib_pure.inspection import elf_symbols
+    from relib_pure.model import ImportedSymbol, Symbol
+
+    assert elf_symbols._FAST, "model fields changed: update elf_symbols._FAST's field lists"
+    path = native("relib_0_7")
+    fast = inspect(path)
+    monkeypatch.setattr(elf_symbols, "_FAST", False)
+    slow = inspect(path)
+    assert fast == slow and hash(fast.exports) == hash(slow.exports)
+    for sym in fast.exports:
+        assert type(sym) is Symbol and sym == Symbol(**dataclasses.asdict(sym))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            sym.name = "x"  # type: ignore[misc]
+    for imp in fast.imports:
+        assert type(imp) is ImportedSymbol and imp == ImportedSymbol(**dataclasses.asdict(imp))
+    assert fast.to_dict() == slow.to_dict()
