@@ -581,3 +581,20 @@ def test_leftover_mapping_of_the_file_is_named_as_the_cause(rt_copy: Path) -> No
         view.close()
     report = module.retry_unload()
     assert report.unloaded and not mapped(rt_copy)
+
+
+def test_mapping_of_a_file_named_like_the_library_is_still_a_leak(rt_copy: Path) -> None:
+    import mmap
+
+    neighbour = Path(str(rt_copy) + ".cache")
+    neighbour.write_bytes(b"\1" * (3 * mmap.PAGESIZE))
+    module = load(rt_copy)
+    with open(neighbour, "r+b") as f:
+        view = mmap.mmap(f.fileno(), 0)
+    try:
+        report = module.unload()
+        assert report.unloaded
+        assert [(m.path, m.size) for m in report.mappings] == \
+            [(str(neighbour), 3 * mmap.PAGESIZE)], report.summary()
+    finally:
+        view.close()

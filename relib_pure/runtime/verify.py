@@ -195,7 +195,7 @@ def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
     for m in procfs.parse_maps(fresh):
         if m.perms.startswith("---") or m.path.startswith("["):
             continue
-        if (m.dev == fid.dev and m.inode == fid.inode) or m.path.startswith(path):
+        if (m.dev == fid.dev and m.inode == fid.inode) or m.path in (path, path + " (deleted)"):
             continue
         if m.inode and (m.dev, m.inode) in others:
             continue
