@@ -774,3 +774,47 @@ def test_symbols_built_without_the_constructor_are_the_same_objects(native, monk
     for imp in fast.imports:
         assert type(imp) is ImportedSymbol and imp == ImportedSymbol(**dataclasses.asdict(imp))
     assert fast.to_dict() == slow.to_dict()
+
+
+def test_background_hash_in_chunks_and_abandoned_on_close(native, monkeypatch) -> None:
+    import hashlib
+
+    from relib_pure import inspection
+    from relib_pure.inspection import begin_inspect
+
+    path = native("rust_tls")
+    monkeypatch.setattr(inspection._Hasher, "CHUNK", 4096)   # many chunks, a partial last one
+    with begin_inspect(path) as pending:
+        assert pending.sha256() == hashlib.sha256(path.read_bytes()).hexdigest()
+    pending = begin_inspect(path)
+    pending.close()   # nothing asked for the hash: it is abandoned, the mapping released
+    try:
+        digest = pending.sha256()   # unless it happened to finish first
+    except InspectionError as e:
+        assert e.code == "inspect.io" and e.path == str(path)
+    else:
+        assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_corrupt_huge_sparse_file_fails_at_once(native, tmp_path: Path) -> None:
+    """The error is known after a few header reads; hashing 64 GB of holes
+    first (minutes) would look like a hang."""
+    import signal
+
+    sparse = tmp_path / "libsparse.so"
+    with open(sparse, "wb") as f:
+        f.write(native("c_plain").read_bytes()[:64])   # an ELF header, nothing it points to
+        f.truncate(64 << 30)
+
+    def too_slow(signum: int, frame: object) -> None:
+        raise TimeoutError("inspect waited for the hash of a file it had already refused")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.setitimer(signal.ITIMER_REAL, 15)
+    try:
+        with pytest.raises(InspectionError) as e:
+            inspect(sparse)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert e.value.path == str(sparse) and e.value.code == "inspect.not-a-library"

@@ -147,7 +147,10 @@ def begin_inspect(path: str | os.PathLike[str]) -> PendingInspection:
             info = _reader(name, head)(name, mapped)
         except BaseException:
             if hasher is not None:
-                hasher.result()  # the thread reads the mapping: finish before closing it
+                # The thread reads the mapping: stop it before closing. Not
+                # waiting for the whole hash keeps a corrupt (or sparse,
+                # 100 GB) file's error immediate.
+                hasher.cancel()
             raise
     except BaseException:
         mapped.close()
@@ -189,10 +192,10 @@ class PendingInspection:
         return dataclasses.replace(self.info, sha256=digest)
 
     def close(self) -> None:
-        """Release the file mapping (waiting for the hash thread first)."""
+        """Release the file mapping; a hash still computing is abandoned
+        (:meth:`sha256` then raises), not waited for."""
         if self._hasher is not None:
-            digest = self._hasher.result()
-            self._digest = self._digest or digest
+            self._digest = self._digest or self._hasher.cancel() or None
             self._hasher = None
         if self._mapping is not None:
             self._mapping.close()
@@ -214,18 +217,38 @@ def _with_hash(info: LibraryInfo, data: Buffer) -> LibraryInfo:
 
 
 class _Hasher:
-    """sha256 of a buffer, computed on a helper thread."""
+    """sha256 of a buffer, computed on a helper thread in cancellable chunks."""
+
+    #: bytes per update: hashlib releases the GIL for each, and a cancel waits
+    #: for at most one
+    CHUNK = 16 << 20
 
     def __init__(self, data: Buffer) -> None:
         self._data = data
         self._digest = ""
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="relib-pure-sha256",
                                         daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        self._digest = hashlib.sha256(self._data).hexdigest()
+        h = hashlib.sha256()
+        with memoryview(self._data) as view:
+            for start in range(0, len(view), self.CHUNK):
+                if self._stop.is_set():
+                    return
+                h.update(view[start:start + self.CHUNK])
+        self._digest = h.hexdigest()
 
     def result(self) -> str:
+        """The hex digest (waits for the thread; ``""`` after :meth:`cancel`)."""
+        self._thread.join()
+        return self._digest
+
+    def cancel(self) -> str:
+        """Stop hashing (the current chunk finishes) and wait for the thread,
+        so the buffer may be released; returns the digest if it was finished
+        anyway, else ``""``."""
+        self._stop.set()
         self._thread.join()
         return self._digest
