@@ -230,7 +230,8 @@ class Module:
 
     def function(self, name: str, restype: Any = ctypes.c_int,
                  argtypes: Sequence[Any] = ()) -> BoundFunction:
-        """A checked callable for the C function ``name`` (``restype=None`` for void)."""
+        """A checked callable for the C function ``name`` that this library exports
+        (``restype=None`` for void); :class:`~relib_pure.errors.SymbolMissing` otherwise."""
         if not self._loaded:
             raise ModuleUnloaded(f"cannot bind {name}(): the module is not loaded", path=self.path)
         addr = self.symbol(name)
