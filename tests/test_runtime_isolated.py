@@ -344,3 +344,13 @@ def test_report_with_every_kind_of_leak_matches_the_schema(native, tmp_path: Pat
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, {"$schema": schema["$schema"], "$defs": schema["$defs"],
                                    "$ref": "#/$defs/unload"})
+
+
+def test_crash_in_the_unload_stage_is_reported_as_such(native) -> None:
+    """The library's destructor segfaults inside dlclose: the report names the
+    signal and the stage the child had reached (unload, after the call)."""
+    report = probe(native("rt_basic"), call="rt_arm_unload_crash")
+    assert report.crashed and report.signal_name == "SIGSEGV"
+    assert report.stage == "unload" and report.result is None
+    assert "dlclose" in report.stderr  # faulthandler: the Python frame that called it
+    validate_run_json(report.to_dict())
