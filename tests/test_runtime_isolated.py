@@ -256,15 +256,12 @@ def test_interpreter_exit_does_not_wait_for_a_call_that_never_returns(native) ->
         rt_exit.BUSY_TIMEOUT = 0.5
         busy = load({str(native("rt_basic"))!r})
         idle = load({str(native("c_plain"))!r})
-        started = threading.Event()
-        def call() -> None:
-            started.set()
-            busy.function("rt_hang", None)()
-        threading.Thread(target=call, daemon=True).start()
-        started.wait()
-        time.sleep(0.2)
+        threading.Thread(target=busy.function("rt_hang", None), daemon=True).start()
+        deadline = time.monotonic() + 20
+        while not busy._owner._busy and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the owner thread is inside rt_hang
         print("loaded", flush=True)
-    """, timeout=20)
+    """, timeout=40)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "loaded"
     assert "librt_basic.so: left loaded at exit: a call into it is still running" in proc.stderr
