@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Mapping", "FileId", "file_id", "read_maps", "parse_line", "parse_maps", "ranges",
     "lines_with", "maps_mention",
-    "mapping_at", "query_mapping", "task_ids", "fd_targets", "fd_identities", "fd_target",
+    "mapping_at", "query_mapping", "task_ids", "fd_identities", "fd_target",
     "thread_name", "wait_task_gone",
 ]
 
@@ -287,23 +287,6 @@ def thread_name(tid: int) -> str:
             return f.read().decode("utf-8", "replace").strip()
     except OSError:
         return ""
-
-
-def fd_targets() -> dict[int, str]:
-    """Open descriptors and what they point to (``readlink`` of ``/proc/self/fd/N``)."""
-    out: dict[int, str] = {}
-    # listdir opens a descriptor of its own for the directory; it is gone by the
-    # time readlink runs, so it simply fails and is skipped.
-    skip = host_fds
-    for name in os.listdir(_FD):
-        fd = int(name)
-        if fd in skip:
-            continue
-        try:
-            out[fd] = os.readlink(_FD_SLASH + name)
-        except OSError:
-            continue
-    return out
 
 
 def fd_identities() -> dict[int, tuple[int, int]]:

@@ -21,7 +21,7 @@ from relib_pure.runtime.report import LeakedFd, LeakedThread
 logger = logging.getLogger(__name__)
 
 __all__ = ["Snapshot", "take_snapshot", "new_threads", "leaked_fds", "leaked_mappings",
-           "mappings_of_file", "mapping_of_file_at"]
+           "mappings_of_file"]
 
 # glibc reserves each secondary malloc arena as one HEAP_MAX_SIZE-aligned region
 # (2 * DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
@@ -114,12 +114,6 @@ def mappings_of_file(data: bytes, fid: FileId, path: str) -> tuple[Mapping, ...]
         if same_file or m.path == path or m.path == path + " (deleted)":
             found.append(m)
     return tuple(sorted(found))
-
-
-def mapping_of_file_at(data: bytes, fid: FileId, address: int) -> bool:
-    """Whether ``address`` lies in a mapping of the file ``fid``."""
-    return any(m.start <= address < m.end and m.dev == fid.dev and m.inode == fid.inode
-               for m in procfs.parse_maps(procfs.lines_with(data, fid.maps_key)))
 
 
 def _uncovered(m: Mapping, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
