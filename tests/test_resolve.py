@@ -279,6 +279,11 @@ def test_not_found_then_found_with_ld_library_path(native, tmp_path: Path) -> No
     assert missing.severity == "error" and missing.details["name"] == "libcompat_base.so"
     assert "/etc/ld.so.cache" in missing.details["searched"]
     assert not report.ok
+    # its symbols are unknown, not proven missing: the one error is the library
+    assert report.codes("error") == {"resolve.needed-not-found"}
+    (symbols,) = report.by_code("resolve.undefined-symbol")
+    assert symbols.severity == "warning" and "not found" in symbols.message
+    assert [s["name"] for s in symbols.details["symbols"]] == ["compat_base_fn"]
     found = ours(lib, ld_library_path=str(base.parent))
     assert found == ldd(lib, ld_library_path=str(base.parent), relocations=True)
     assert found[0] == {"libcompat_base.so": str(base)}

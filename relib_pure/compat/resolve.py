@@ -369,8 +369,12 @@ def resolution_findings(res: Resolution) -> list[Finding]:
                              f"dependency {path} could not be inspected: {why}",
                              {"path": path, "error": why}))
     if res.undefined:
-        # Symbols of an unreadable dependency are unknown: do not claim they are missing.
-        severity = "warning" if res.unreadable else "error"
+        # Symbols of a dependency that is missing or unreadable are unknown: the
+        # library not found is the error, these may well be its symbols.
+        unknown = bool(res.unreadable or res.missing)
+        severity = "warning" if unknown else "error"
+        maybe = (" (a dependency that was not found or not read may define them)"
+                 if unknown else "")
         by_lib: dict[str, list[Undefined]] = {}
         for u in res.undefined:
             by_lib.setdefault(u.required_by, []).append(u)
@@ -380,7 +384,7 @@ def resolution_findings(res: Resolution) -> list[Finding]:
             found.append(Finding("resolve.undefined-symbol", severity,
                                  f"{len(names)} undefined symbol(s) in "
                                  f"{os.path.basename(required_by)} defined by no library in "
-                                 f"scope: {shown}",
+                                 f"scope: {shown}{maybe}",
                                  {"required_by": required_by, "symbols": [
                                      {"name": u.name, "version": u.version} for u in items]}))
     if not found:
