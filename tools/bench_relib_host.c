@@ -3,7 +3,7 @@
  * driving the same module through the same protocol steps as relib_pure
  * (relib 0.7 generation: init with the tracker flag, misc_cleanup).
  *
- * usage: bench_relib_host MODULE.so N KEEP_EVERY [EXPORT]
+ * usage: bench_relib_host MODULE.so N KEEP_EVERY [EXPORT [PEAK_LIVE]]
  * prints one JSON object: work_s, unload_s, live_before_exit, freed_bytes.
  */
 #define _GNU_SOURCE
@@ -30,7 +30,24 @@ static size_t slot_of(uintptr_t p) {
     return (size_t)(h ^ (h >> 29)) & mask;
 }
 
+static void put(uintptr_t p, Layout l);
+
+/* doubles the table at a load factor of 1/2; with a right PEAK_LIVE hint it never
+ * runs, it only keeps a wrong hint from breaking the table */
+static void grow(void) {
+    Alloc *old = table;
+    size_t old_slots = mask + 1;
+    mask = old_slots * 2 - 1;
+    table = calloc(mask + 1, sizeof(Alloc));
+    if (!table) { fprintf(stderr, "out of memory\n"); abort(); }
+    live = 0;
+    for (size_t i = 0; i < old_slots; i++)
+        if (old[i].ptr) put(old[i].ptr, old[i].layout);
+    free(old);
+}
+
 static void put(uintptr_t p, Layout l) {
+    if (2 * (live + 1) > mask + 1) grow();
     size_t i = slot_of(p);
     while (table[i].ptr && table[i].ptr != p) i = (i + 1) & mask;
     if (!table[i].ptr) live++;
@@ -99,14 +116,15 @@ static void *need(void *h, const char *name) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4) { fprintf(stderr, "usage: %s MODULE N KEEP_EVERY [EXPORT]\n", argv[0]); return 2; }
+    if (argc < 4) { fprintf(stderr, "usage: %s MODULE N KEEP_EVERY [EXPORT [PEAK_LIVE]]\n", argv[0]); return 2; }
     const char *export_name = argc > 4 ? argv[4] : "__relib__Exports_bench_allocs";
     uint64_t n = strtoull(argv[2], 0, 10), keep = strtoull(argv[3], 0, 10);
-    /* presized for the workload's peak (n blocks live at once, load factor <= 1/4):
-     * C's best case, never a rehash, and no pages faulted in beyond what the
-     * workload needs (a fixed 2^22 slots made small runs pay for 100 MB) */
+    /* presized for the workload's peak live count (load factor <= 1/4): C's best
+     * case, no rehash, and no pages faulted in beyond what the workload needs (a
+     * fixed 2^22 slots made runs with a small live set pay for 100 MB) */
+    uint64_t peak = argc > 5 ? strtoull(argv[5], 0, 10) : n;
     size_t slots = 1u << 12;
-    while (slots < 4 * (n + 64)) slots *= 2;
+    while (slots < 4 * (peak + 64)) slots *= 2;
     mask = slots - 1;
     table = calloc(mask + 1, sizeof(Alloc));
     void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
