@@ -140,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     big = args.library or rustc_driver()
     print(f"python {sys.version.split()[0]} ({sys.executable}), measured commands at nice "
           f"{os.nice(0) + NICE}")
+    # The interpreter's own start (site, .pth files of this environment) is part
+    # of every relib-pure run; shown so the ratio can be read against it.
+    startup = [time_once([sys.executable, "-c", "pass"], env)[0] for _ in range(args.runs)]
+    print(f"interpreter startup alone (python -c pass): median "
+          f"{statistics.median(startup) * 1000:.1f} ms")
     compare("small", small, args.runs, env)
     if big is None:
         print("big: no librustc_driver found (pass --library)")
