@@ -598,3 +598,25 @@ def test_mapping_of_a_file_named_like_the_library_is_still_a_leak(rt_copy: Path)
             [(str(neighbour), 3 * mmap.PAGESIZE)], report.summary()
     finally:
         view.close()
+
+
+def test_another_handle_on_a_thread_local_library_is_not_blamed_on_destructors(
+        native, tmp_path: Path) -> None:
+    """With an owner thread, every call ran there and that thread is gone before
+    dlclose: a Rust library with thread-locals kept by a second handle is kept by
+    the handle, and the report must say so (not "tls-destructors")."""
+    import _ctypes
+
+    lib = tmp_path / "librust_tls_handle.so"
+    shutil.copy(native("rust_tls"), lib)
+    module = load(lib)
+    module.function("rust_tls_touch", ctypes.c_size_t, (ctypes.c_uint8,))(1)
+    other = ctypes.CDLL(str(lib))
+    try:
+        with pytest.raises(relib_pure.StillMapped) as info:
+            module.unload()
+        assert info.value.report.cause_codes == ("another-handle",), \
+            info.value.report.summary()
+    finally:
+        _ctypes.dlclose(other._handle)
+    assert module.retry_unload().unloaded and not mapped(lib)

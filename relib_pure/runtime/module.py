@@ -524,7 +524,7 @@ class Module:
                 retried = not still
         loader_knows = dl.is_loaded(v.path)
         unloaded = not still and not loader_knows
-        causes = () if unloaded else self._causes(loader_knows)
+        causes = () if unloaded else self._causes(loader_knows, owner_gone)
         extra: dict[str, Any] = {}
         try:
             self.driver.after_close(self, unloaded)
@@ -542,16 +542,22 @@ class Module:
             loader_knows=loader_knows, causes=causes, still_mapped=still, retried=retried,
             threads=threads, fds=fds, mappings=mappings, timings_us=timings, extra=extra)
 
-    def _causes(self, loader_knows: bool) -> tuple[Cause, ...]:
+    def _causes(self, loader_knows: bool, owner_gone: bool) -> tuple[Cause, ...]:
         hz = self.info.hazards
         causes: list[Cause] = []
         if hz.nodelete:
             causes.append(Cause("nodelete", "DF_1_NODELETE in the dynamic section"))
         if hz.gnu_unique:
             causes.append(Cause("gnu-unique", ", ".join(hz.gnu_unique)))
-        if loader_knows and hz.thread_atexit and not hz.blocks_unload:
+        # with an owner thread every call ran there, and that thread is gone (its
+        # destructors ran) and so are the module's own threads (checked before
+        # dlclose): pending destructors cannot be what holds the library
+        tls_possible = self._owner is None or not owner_gone
+        if loader_knows and hz.thread_atexit and not hz.blocks_unload and tls_possible:
             causes.append(Cause("tls-destructors",
-                                "a thread other than the owner touched its thread-locals"))
+                                "owner='caller': a thread that called it (the loading thread "
+                                "or one it started) is alive" if self._owner is None else
+                                "the owner thread had not exited before dlclose"))
         if loader_knows and not causes:
             causes.append(Cause("another-handle"))
         if not loader_knows:
