@@ -33,9 +33,9 @@ def check_hazards(info: LibraryInfo, *, unloading: bool) -> list[Finding]:
                              "static TLS block'", {"tls_size": h.tls_size}))
     if h.thread_atexit:
         found.append(Finding("hazard.thread-atexit", severity,
-                             "registers thread_local destructors (__cxa_thread_atexit_impl): "
-                             "glibc keeps the library mapped until every thread that touched "
-                             "such a thread-local has exited"))
+                             "references __cxa_thread_atexit_impl (thread_local destructors; "
+                             "every Rust cdylib does): once a thread registers one, glibc keeps "
+                             "the library mapped until that thread has exited"))
     if h.textrel:
         found.append(Finding("hazard.textrel", "info",
                              "has text relocations: code pages are made writable and copied "
