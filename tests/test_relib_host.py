@@ -238,3 +238,46 @@ def test_not_a_relib_module_is_refused_before_dlopen(native) -> None:
     assert info.value.code == "inspect.no-compilation-info" and info.value.path == str(path)
     with open("/proc/self/maps") as f:
         assert str(path) not in f.read()
+
+
+NO_TRACKER_WARNING = "seems like this module doesn't have a registered global alloc tracker"
+
+
+@pytest.mark.parametrize("variant,enable,warned", [
+    ("relib_0_7_no_tracker", True, True),     # 0.7 checks when the tracker is enabled...
+    ("relib_0_7_no_tracker", False, False),   # ...and not otherwise
+    ("relib_0_4_1_no_tracker", True, True),   # 0.2-0.6 always check
+    ("relib_0_7", True, False),               # init's two buffers were reported
+])
+def test_no_alloc_tracker_warning(native, caplog, variant: str, enable: bool,
+                                  warned: bool) -> None:
+    # a module whose global allocator is not relib's tracker (relib-abi.md §4.2 step 6)
+    import logging
+
+    gen = "0.7" if variant.startswith("relib_0_7") else "0.4.1-0.6"
+    with caplog.at_level(logging.WARNING, logger="relib_pure.relib"):
+        m = load_fixture(native(variant), gen, enable_alloc_tracker=enable)
+        m.call_main()  # allocates and frees 1 MB, spawns and joins a thread
+        m.exports.leak(1 << 20)
+        report = m.unload()
+    assert report.unloaded, report
+    assert any(NO_TRACKER_WARNING in r.getMessage() for r in caplog.records) is warned
+    if variant != "relib_0_7":
+        # the host never heard of an allocation: exit frees nothing
+        assert report.extra["freed_allocations"] == 0
+
+
+@pytest.mark.parametrize("enable,live", [(True, 2), (False, 0)])
+def test_enable_alloc_tracker_reaches_init(native, enable: bool, live: int) -> None:
+    # relib 0.7's init reserves (and reports) its two buffers only with the flag set;
+    # with the tracker as allocator and the flag off, the module's first allocation
+    # would deadlock (relib-abi.md §4.3), so the child exits before making one
+    proc = run_child("""
+        import json, os, sys
+        from relib_pure.relib import load_module
+        m = load_module(sys.argv[1], enable_alloc_tracker=sys.argv[2] == "1")
+        print(json.dumps({"live": m.live_allocations()}), flush=True)
+        os._exit(0)
+    """, str(native("relib_0_7")), "1" if enable else "0")
+    assert proc.returncode == 0, proc.stderr
+    assert child_json(proc) == {"live": live}
