@@ -157,6 +157,12 @@ def test_unreadable_like_and_bad_selector_exit_2(capsys, schema, native, tmp_pat
     assert code == 2 and data["error"]["code"] == "usage"
 
 
+def test_empty_expected_rustc_is_a_usage_error(capsys, schema, native) -> None:
+    code, data = run_json(capsys, schema, str(native("relib_0_7")), "--expect-rustc", " ")
+    assert code == 2 and data["error"]["code"] == "usage"
+    assert "--expect-rustc" in data["error"]["message"]
+
+
 def test_usage_errors_exit_2(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["check", "x", "--expect-rustc", "1", "--rustc-from-path"])

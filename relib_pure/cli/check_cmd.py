@@ -63,8 +63,12 @@ def execute(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
         expectation = None
-        if args.expect_rustc:
-            expectation = Expectation(rustc_version=args.expect_rustc, source="--expect-rustc")
+        if args.expect_rustc is not None:
+            if not args.expect_rustc.strip():
+                # an empty version would silently compare nothing
+                return _usage(args, out, "--expect-rustc needs a version, e.g. 1.95.0")
+            expectation = Expectation(rustc_version=args.expect_rustc.strip(),
+                                      source="--expect-rustc")
         elif args.rustc_from_path:
             expectation = Expectation.from_rustc()
         elif args.like:
