@@ -26,7 +26,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 #: subcommand modules, in the order shown by --help
-COMMANDS = ("inspect", "check", "run", "probe", "watch", "demo")
+COMMANDS = ("inspect", "check", "run", "probe")
 
 
 def build_parser() -> argparse.ArgumentParser:
