@@ -40,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log more to stderr (repeat for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"relib_pure.cli.{name}_cmd")
-        except ModuleNotFoundError as e:
-            if e.name != f"relib_pure.cli.{name}_cmd":
-                raise
-            continue
-        mod.configure_parser(sub)
+        importlib.import_module(f"relib_pure.cli.{name}_cmd").configure_parser(sub)
     return parser
 
 
