@@ -66,6 +66,8 @@ def check_relib(info: LibraryInfo, *, unloading: bool, require_relib: bool) -> l
     if unloading and not ci.unloading_enabled:
         found.append(Finding("relib.no-unloading", "error",
                              f"built without relib's unloading feature (compilation info flag 0): "
-                             f"the module has no internal exports, so it cannot be unloaded",
+                             f"the module has no internal exports, so it cannot be unloaded (to load "
+                             f"it for the life of the process: Policy(unloading=False), "
+                             f"relib_pure.load_module(), or `check --no-unload`)",
                              {"relib_version": ci.relib_version}))
     return found
