@@ -109,8 +109,6 @@ UNBOXED_RETURN_TYPES = frozenset({
 })
 UNBOXED_RETURN_TYPES_07 = UNBOXED_RETURN_TYPES | {"f32", "f64", "char", "u128", "i128"}
 
-_MAX = (999, 999, 999)
-
 #: The protocol generations, oldest first. Versions before 0.1.8 are unsupported.
 GENERATIONS: tuple[Generation, ...] = (
     Generation("0.1.8", (0, 1, 8), (0, 1, 999), False, False, False, True, False, None,

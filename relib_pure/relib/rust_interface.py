@@ -49,7 +49,6 @@ _KNOWN_STRUCTS: dict[str, Any] = {"RStr": RStr, "RString": RString, "RVec<u8>": 
                                   "RVecU8": RVecU8}
 
 _LIFETIME = re.compile(r"'[A-Za-z_]\w*\s*,?\s*")
-_IDENT = re.compile(r"[A-Za-z_]\w*")
 _CHAR_LITERAL = re.compile(r"'(?:\\(?:u\{[0-9A-Fa-f]{1,6}\}|x[0-9A-Fa-f]{2}|.)|[^'\\\n])'")
 
 
