@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ElfIdent", "read_ident", "read_soname", "read_interp"]
+__all__ = ["ElfIdent", "parse_ident", "read_ident", "read_soname", "read_interp"]
 
 _DT_NULL, _DT_STRTAB, _DT_SONAME = 0, 5, 14
 _PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
@@ -35,7 +35,8 @@ class ElfIdent:
                                                               other.machine)
 
 
-def _ident(head: bytes) -> ElfIdent | None:
+def parse_ident(head: bytes) -> ElfIdent | None:
+    """The identity in the first 20 bytes of an ELF file, or ``None`` (not ELF)."""
     if len(head) < 20 or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
         return None
     end = "<" if head[5] == 1 else ">"
@@ -48,7 +49,7 @@ def read_ident(path: str) -> ElfIdent | None:
     """The ELF identity of ``path``, or ``None`` (missing, unreadable, not ELF)."""
     try:
         with open(path, "rb") as f:
-            return _ident(f.read(20))
+            return parse_ident(f.read(20))
     except (OSError, ValueError):  # ValueError: a NUL byte in a name read from a file
         return None
 
@@ -74,7 +75,7 @@ def read_soname(path: str) -> str | None:
 def _program_headers(f: Any) -> tuple[ElfIdent, str, list[tuple[int, int, int, int]]] | None:
     """(ident, struct byte order, [(p_type, p_offset, p_vaddr, p_filesz)])."""
     head = f.read(64)
-    ident = _ident(head)
+    ident = parse_ident(head)
     if ident is None:
         return None
     end = "<" if ident.endianness == "little" else ">"

@@ -14,6 +14,7 @@ import struct
 import sys
 from dataclasses import dataclass
 
+from relib_pure.compat import elfhead
 from relib_pure.inspection import _elfconst
 
 __all__ = ["HostPlatform", "ELF_MACHINES", "elf_header_platform"]
@@ -68,13 +69,11 @@ def elf_header_platform(path: str) -> tuple[str, int, str] | None:
     except OSError as e:
         logger.debug("cannot read %s: %s", path, e)
         return None
-    if len(head) < 20 or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
+    ident = elfhead.parse_ident(head)
+    if ident is None:
         return None
-    bits = 32 if head[4] == 1 else 64
-    endianness = "little" if head[5] == 1 else "big"
-    (e_machine,) = struct.unpack_from("<H" if endianness == "little" else ">H", head, 18)
     # The very naming inspect() gives libraries, or every riscv64 module
     # would be reported as built for another machine.
     from relib_pure.inspection.elf import machine_name
 
-    return machine_name(e_machine, bits), bits, endianness
+    return machine_name(ident.machine, ident.bits), ident.bits, ident.endianness
