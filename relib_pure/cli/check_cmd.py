@@ -115,17 +115,18 @@ def render(report: dict[str, Any]) -> str:
 
 
 def _fail(args: argparse.Namespace, out: TextIO, error: Any) -> int:
-    if args.json:
-        json.dump({"version": 1, "path": args.path, "error": error.to_dict()}, out, indent=2)
-        out.write("\n")
-    print(f"relib-pure check: {error}", file=sys.stderr)
-    return EXIT_USAGE
+    return _error(args, out, error.to_dict(), str(error))
 
 
 def _usage(args: argparse.Namespace, out: TextIO, message: str) -> int:
+    return _error(args, out, {"code": "usage", "message": message, "path": None}, message)
+
+
+def _error(args: argparse.Namespace, out: TextIO, error: dict[str, Any], text: str) -> int:
+    """``{"version": 1, "path": ..., "error": error}`` on ``out`` with ``--json``;
+    ``text`` on stderr; the usage exit code."""
     if args.json:
-        json.dump({"version": 1, "path": args.path,
-                   "error": {"code": "usage", "message": message, "path": None}}, out, indent=2)
+        json.dump({"version": 1, "path": args.path, "error": error}, out, indent=2)
         out.write("\n")
-    print(f"relib-pure check: {message}", file=sys.stderr)
+    print(f"relib-pure check: {text}", file=sys.stderr)
     return EXIT_USAGE
