@@ -108,12 +108,12 @@ def mappings_of_file(data: bytes, fid: FileId, path: str) -> tuple[Mapping, ...]
     lines = procfs.lines_with(data, fid.maps_key)
     lines += [line for line in procfs.lines_with(data, b" " + os.fsencode(path))
               if line not in lines]
-    found = []
-    for m in procfs.parse_maps(lines):
-        same_file = m.dev == fid.dev and m.inode == fid.inode
-        if same_file or m.path == path or m.path == path + " (deleted)":
-            found.append(m)
-    return tuple(sorted(found))
+    return tuple(sorted(m for m in procfs.parse_maps(lines) if _maps_file(m, fid, path)))
+
+
+def _maps_file(m: Mapping, fid: FileId, path: str) -> bool:
+    """Whether ``m`` maps the file ``fid`` or is named ``path`` (deleted or not)."""
+    return (m.dev == fid.dev and m.inode == fid.inode) or m.path in (path, path + " (deleted)")
 
 
 def _uncovered(m: Mapping, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -189,7 +189,7 @@ def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
     for m in procfs.parse_maps(fresh):
         if m.perms.startswith("---") or m.path.startswith("["):
             continue
-        if (m.dev == fid.dev and m.inode == fid.inode) or m.path in (path, path + " (deleted)"):
+        if _maps_file(m, fid, path):
             continue
         if m.inode and (m.dev, m.inode) in others:
             continue
