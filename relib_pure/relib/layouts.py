@@ -57,10 +57,8 @@ class RawSlice(Structure):
     _fields_ = [("ptr", c_void_p), ("len", c_size_t)]
 
 
-class Str(Structure):
+class Str(RawSlice):
     """relib's internal UTF-8 ``Str`` (a ``RawSlice<u8>``), not NUL-terminated."""
-
-    _fields_ = [("ptr", c_void_p), ("len", c_size_t)]
 
     def to_str(self) -> str:
         """The text, with invalid UTF-8 replaced (callers print it, never parse it)."""
