@@ -149,12 +149,9 @@ def library_dict(info: LibraryInfo) -> dict[str, Any]:
     symbols); symbols are flat records of scalars, so a copy of their
     attribute dict is the same value at a tenth of the cost.
     """
-    import dataclasses
-
-    slim = dataclasses.replace(info, exports=(), imports=())
-    result = slim.to_dict()
-    result["exports"] = [dict(vars(s)) for s in info.exports]
-    result["imports"] = [dict(vars(s)) for s in info.imports]
+    result = _json_view(info)
+    result["exports"] = [dict(d) for d in result["exports"]]
+    result["imports"] = [dict(d) for d in result["imports"]]
     return result
 
 
