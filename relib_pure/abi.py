@@ -19,6 +19,7 @@ __all__ = [
     "HOOK_SYMBOLS",
     "Generation",
     "GENERATIONS",
+    "SUPPORTED_VERSIONS",
     "generation_for",
     "parse_relib_version",
     "internal_export",
@@ -126,6 +127,9 @@ GENERATIONS: tuple[Generation, ...] = (
     Generation("0.7", (0, 7, 0), (0, 7, 999), True, True, True, False, True,
                "misc_cleanup", "B", "B", UNBOXED_RETURN_TYPES_07),
 )
+
+#: The supported relib versions, as messages name them (``0.1.8 to 0.7.x``).
+SUPPORTED_VERSIONS = f"{GENERATIONS[0].name} to {GENERATIONS[-1].name}.x"
 
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$")
 

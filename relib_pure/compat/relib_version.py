@@ -42,10 +42,9 @@ def check_relib(info: LibraryInfo, *, unloading: bool, require_relib: bool) -> l
         return []
     gen = abi.generation_for(ci.relib_version)
     if gen is None:
-        supported = f"{abi.GENERATIONS[0].name} to {abi.GENERATIONS[-1].name}.x"
         return [Finding("relib.unsupported", "error",
                         f"relib {ci.relib_version} is not supported by this host "
-                        f"(supported: {supported})",
+                        f"(supported: {abi.SUPPORTED_VERSIONS})",
                         {"relib_version": ci.relib_version, "supported": [g.name for g in abi.GENERATIONS]})]
     found = [Finding("relib.generation", "info",
                      f"relib {ci.relib_version}: protocol generation {gen.name}, exports in "

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from relib_pure.abi import Generation, generation_for
+from relib_pure.abi import SUPPORTED_VERSIONS, Generation, generation_for
 from relib_pure.errors import (IncompatibleModuleError, InspectionError, ModuleUnloaded,
                                SymbolMissing, UnloadError)
 from relib_pure.model import CompilationInfo, LibraryInfo
@@ -60,7 +60,7 @@ def select_generation(info: LibraryInfo) -> tuple[Generation, CompilationInfo]:
     gen = generation_for(ci.relib_version)
     if gen is None:
         raise IncompatibleModuleError(
-            f"relib {ci.relib_version!r} is not supported by this host (0.1.8 to 0.7.x)",
+            f"relib {ci.relib_version!r} is not supported by this host ({SUPPORTED_VERSIONS})",
             path=info.path, code="compat.unsupported-relib")
     if gen.has_unloading_flag != (ci.unloading is not None):
         fields = 5 if ci.unloading is not None else 4
