@@ -141,14 +141,14 @@ class RelibDriver:
         self.before_unload = bind_export(FunctionSpec("before_unload"), gen, resolve, path=path,
                                          invoke=self._invoke)
         if self.unloading:
-            self._init(module)
+            self._init()
         # upstream writes public import slots after init (init never calls them)
         write_slots(writes)
         if not self.unloading:
             # the library is never closed: its callbacks must live forever
             self._leak_table()
 
-    def _init(self, module: Any) -> None:
+    def _init(self) -> None:
         gen = self.generation
         cbs = callbacks_for(gen)
         resolve = self._resolve
