@@ -161,7 +161,7 @@ class ImportTable:
                 return zero
         return CFUNCTYPE(restype, POINTER(c_bool), *spec.argtypes)(wrapper)
 
-    def _post(self, spec: FunctionSpec) -> Any:
+    def _post(self) -> Any:
         def release(address: int | None) -> None:
             try:
                 with self._lock:
@@ -208,7 +208,7 @@ def build_imports(specs: tuple[FunctionSpec, ...], implementations: Mapping[str,
         table.callbacks[spec.symbol] = cb
         writes[slot] = cb
         if post_slot:
-            post_cb = table._post(spec)
+            post_cb = table._post()
             table.callbacks[post_symbol(spec.symbol)] = post_cb
             writes[post_slot] = post_cb
     if missing_symbols:
