@@ -112,7 +112,7 @@ class RelibDriver:
                     self._internal[suffix] = addr
                 else:
                     missing.append(internal_export(suffix))
-            slots = {}
+            slots: dict[str, int] = {}
             for suffix in gen.internal_imports:
                 addr = resolve(internal_import(suffix))
                 if addr:
@@ -141,20 +141,20 @@ class RelibDriver:
         self.before_unload = bind_export(FunctionSpec("before_unload"), gen, resolve, path=path,
                                          invoke=self._invoke)
         if self.unloading:
-            self._init()
+            self._init(slots)
         # upstream writes public import slots after init (init never calls them)
         write_slots(writes)
         if not self.unloading:
             # the library is never closed: its callbacks must live forever
             self._leak_table()
 
-    def _init(self) -> None:
+    def _init(self, slots: dict[str, int]) -> None:
+        """Point the internal import ``slots`` (by suffix, resolved by
+        :meth:`after_open`) at the host's callbacks, then call ``init``."""
         gen = self.generation
         cbs = callbacks_for(gen)
-        resolve = self._resolve
-        assert resolve is not None
         for suffix, func in cbs.funcs.items():
-            slot = resolve(internal_import(suffix))
+            slot = slots.get(suffix)
             assert slot, suffix  # checked in after_open
             ctypes.c_void_p.from_address(slot).value = ctypes.cast(func, ctypes.c_void_p).value
         self.module_id = allocs.new_module_id()
