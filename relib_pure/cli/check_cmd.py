@@ -15,9 +15,9 @@ import os
 import sys
 from typing import Any, TextIO
 
-logger = logging.getLogger(__name__)
+from relib_pure.cli.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+logger = logging.getLogger(__name__)
 
 
 def configure_parser(subparsers: Any) -> None:

@@ -19,6 +19,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from relib_pure.cli.main import EXIT_OK, EXIT_USAGE
 from relib_pure.errors import RelibError
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ __all__ = ["configure_parser", "execute", "library_dict", "render_text", "JSON_V
 logger = logging.getLogger(__name__)
 
 JSON_VERSION = 1
-EXIT_OK = 0
-EXIT_USAGE = 2
 #: symbols shown per list in text output unless --all
 LIST_LIMIT = 20
 
