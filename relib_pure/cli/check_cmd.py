@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from typing import Any, TextIO
 
-from relib_pure.cli.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from relib_pure.cli.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, reader_gone
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +89,7 @@ def execute(args: argparse.Namespace, out: TextIO | None = None) -> int:
         out.write(text)
         out.flush()
     except BrokenPipeError:
-        # The reader went away (``| head``): the verdict is still the exit
-        # status. Point stdout at /dev/null so the final flush does not raise.
-        if out is sys.stdout:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        reader_gone(out)  # the verdict is still the exit status
     return status
 
 

@@ -15,11 +15,10 @@ import argparse
 import gc
 import json
 import logging
-import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from relib_pure.cli.main import EXIT_OK, EXIT_USAGE
+from relib_pure.cli.main import EXIT_OK, EXIT_USAGE, reader_gone
 from relib_pure.errors import RelibError
 
 if TYPE_CHECKING:
@@ -62,10 +61,7 @@ def execute(args: argparse.Namespace, out: TextIO | None = None,
     try:
         return _execute(args, out, err)
     except BrokenPipeError:
-        # The reader went away (``| head``): not a failure. Point stdout at
-        # /dev/null so the interpreter's final flush does not raise again.
-        if out is sys.stdout:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        reader_gone(out)  # not a failure
         return EXIT_OK
     finally:
         if was_enabled:

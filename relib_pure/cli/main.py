@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+from typing import TextIO
 
 from relib_pure import __version__
 
@@ -27,6 +29,13 @@ EXIT_USAGE = 2
 
 #: subcommand modules, in the order shown by --help
 COMMANDS = ("inspect", "check", "run", "probe")
+
+
+def reader_gone(out: TextIO) -> None:
+    """After a ``BrokenPipeError`` on ``out`` (the reader went away, ``| head``):
+    point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    if out is sys.stdout:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def build_parser() -> argparse.ArgumentParser:
