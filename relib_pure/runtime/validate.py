@@ -130,9 +130,7 @@ def _library_info(path: str, st: os.stat_result) -> tuple[LibraryInfo, bool]:
             _cache.move_to_end(key)
             return info, False
         info = inspect(path)
-        _cache[key] = info
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+        _store(_cache, key, info)
         return info, True
 
 
@@ -159,10 +157,16 @@ def _check(info: LibraryInfo, file_key: tuple[Any, ...], policy: Any) -> Any:
             return report
     report = run_check(info, policy)
     with _cache_lock:
-        _check_cache[key] = report
-        while len(_check_cache) > _CACHE_SIZE:
-            _check_cache.popitem(last=False)
+        _store(_check_cache, key, report)
     return report
+
+
+def _store(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
+    """Add ``value`` to an LRU ``cache`` (``_cache_lock`` held), dropping the oldest
+    entries beyond ``_CACHE_SIZE``."""
+    cache[key] = value
+    while len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
 
 
 def validate(path: str | os.PathLike[str], *, policy: Any = None, check: bool = True) -> Validated:
