@@ -15,10 +15,11 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from relib_pure.inspection._elfconst import (DT_NULL, DT_SONAME, DT_STRTAB, PT_DYNAMIC,
+                                             PT_INTERP, PT_LOAD)
+
 __all__ = ["ElfIdent", "parse_ident", "read_ident", "read_soname", "read_interp"]
 
-_DT_NULL, _DT_STRTAB, _DT_SONAME = 0, 5, 14
-_PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,9 @@ def _soname(f: Any) -> str | None:
         return None
     ident, end, headers = parsed
     dyn = struct.Struct(end + ("qQ" if ident.bits == 64 else "iI"))
-    loads = [(vaddr, offset, filesz) for t, offset, vaddr, filesz in headers if t == _PT_LOAD]
+    loads = [(vaddr, offset, filesz) for t, offset, vaddr, filesz in headers if t == PT_LOAD]
     dynamic = next(((offset, min(filesz, 1 << 20)) for t, offset, _v, filesz in headers
-                    if t == _PT_DYNAMIC), None)
+                    if t == PT_DYNAMIC), None)
     if dynamic is None:
         return None
     f.seek(dynamic[0])
@@ -120,11 +121,11 @@ def _soname(f: Any) -> str | None:
     strtab = soname = None
     for i in range(len(raw) // dyn.size):
         tag, val = dyn.unpack_from(raw, i * dyn.size)
-        if tag == _DT_NULL:
+        if tag == DT_NULL:
             break
-        if tag == _DT_STRTAB:
+        if tag == DT_STRTAB:
             strtab = val
-        elif tag == _DT_SONAME:
+        elif tag == DT_SONAME:
             soname = val
     if strtab is None or soname is None:
         return None
@@ -144,7 +145,7 @@ def read_interp(path: str) -> str | None:
             if parsed is None:
                 return None
             for p_type, offset, _vaddr, filesz in parsed[2]:
-                if p_type == _PT_INTERP and 0 < filesz < 4096:
+                if p_type == PT_INTERP and 0 < filesz < 4096:
                     f.seek(offset)
                     return os.fsdecode(f.read(filesz).split(b"\0", 1)[0]) or None
     except (OSError, struct.error, ValueError):

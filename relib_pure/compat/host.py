@@ -15,15 +15,10 @@ import sys
 from dataclasses import dataclass
 
 from relib_pure.compat import elfhead
-from relib_pure.inspection import _elfconst
 
-__all__ = ["HostPlatform", "ELF_MACHINES", "elf_header_platform"]
+__all__ = ["HostPlatform", "elf_header_platform"]
 
 logger = logging.getLogger(__name__)
-
-#: ELF ``e_machine`` -> architecture name before the bitness suffix some
-#: machines take (see :func:`relib_pure.inspection.elf.machine_name`).
-ELF_MACHINES: dict[int, str] = dict(_elfconst.MACHINES)
 
 # platform.machine() spellings -> LibraryInfo.machine names (``riscv64`` keeps
 # its bitness there, as inspection names e_machine 243 in a 64-bit file).
