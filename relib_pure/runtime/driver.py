@@ -52,6 +52,10 @@ class Driver(Protocol):
     name: str
     #: dlopen flags the protocol needs OR-ed in (e.g. ``RTLD_DEEPBIND``)
     extra_dlopen_flags: int
+    #: false for libraries that can never be unloaded (relib modules built
+    #: without unloading): interpreter exit leaves them mapped without a warning.
+    #: Optional; a driver without it counts as unloadable.
+    unloading: bool
 
     def after_open(self, module: Module) -> None:
         """Initialise the freshly mapped library (owner thread)."""
@@ -71,6 +75,7 @@ class PlainDriver:
 
     name = "plain"
     extra_dlopen_flags = 0
+    unloading = True
 
     def after_open(self, module: Module) -> None:
         return None

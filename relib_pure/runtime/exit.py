@@ -30,7 +30,7 @@ def unload_all() -> None:
     # on an earlier one, and its mappings must be gone before the earlier is checked
     for module in reversed(live_modules()):
         if getattr(module.driver, "unloading", True) is False:
-            # built without unloading (relib flag 0): leaked by design, like upstream
+            # the driver says it can never unload (Driver.unloading): leaked by design
             logger.info("%s: built without unloading, left loaded at exit", module.path)
             continue
         owner = module._owner
