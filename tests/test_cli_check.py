@@ -188,3 +188,14 @@ def test_closed_pipe_is_not_an_error(native, fmt: tuple[str, ...]) -> None:
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 1, stderr
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_exports_option_forms(capsys, native, schema) -> None:
+    lib = str(native("relib_0_7"))
+    # the old form with PATH last: the path is not swallowed as a symbol name
+    code, swallowed = run_json(capsys, schema, "--exports", "add", "nope", lib)
+    assert swallowed["path"] == lib
+    code2, commas = run_json(capsys, schema, lib, "--exports", "add,nope")
+    code3, repeated = run_json(capsys, schema, lib, "--exports", "add", "--exports", "nope")
+    assert code == code2 == code3 == 1
+    assert swallowed["findings"] == commas["findings"] == repeated["findings"]

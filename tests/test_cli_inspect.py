@@ -190,3 +190,19 @@ def test_bench_inspect_smoke(native, repo_root: Path) -> None:
     assert f"small: {small}" in result.stdout
     assert result.stdout.count("ratio relib-pure/readelf") == 2
     assert "target ratio <= 1.0 on the big library:" in result.stdout
+
+
+def test_origin_flag_is_shown_once(tmp_path, capsys) -> None:
+    import shutil
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    src = tmp_path / "o.c"
+    src.write_text("int origin_fn(void) { return 1; }\n")
+    lib = tmp_path / "libo.so"
+    # -z origin sets both DF_ORIGIN and DF_1_ORIGIN
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-z,origin", "-o", str(lib), str(src)],
+                   check=True)
+    assert main(["inspect", str(lib)]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("flags")]
+    assert line.split().count("ORIGIN") == 1

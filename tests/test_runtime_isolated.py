@@ -170,9 +170,10 @@ def test_hanging_export_under_probe_times_out(native) -> None:
     validate_run_json(report.to_dict())
 
 
-def test_incompatible_library_exit_2(native) -> None:
+def test_incompatible_library_exit_1(native) -> None:
+    # a failed check is a verdict (README: 1 means a check failed), not unreadable input
     code, data, _ = run_cli(str(native("cross_foreign")))
-    assert code == 2
+    assert code == 1
     assert data["error"]["code"].startswith("compat.") and data["stage"] == "validate"
 
 

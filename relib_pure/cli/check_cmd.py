@@ -26,7 +26,8 @@ def configure_parser(subparsers: Any) -> None:
         description="Check a library against this interpreter and an expectation, without "
                     "loading it.",
         epilog="exit status: 0 no error findings, 1 error findings, 2 usage or unreadable input")
-    p.add_argument("path", metavar="PATH", help="library to check")
+    # optional here so that `--exports A B lib.so` (path swallowed) can be repaired
+    p.add_argument("path", metavar="PATH", nargs="?", help="library to check")
     expect = p.add_mutually_exclusive_group()
     expect.add_argument("--expect-rustc", metavar="V",
                         help="expected rustc version (e.g. '1.95.0' or the full "
@@ -35,11 +36,12 @@ def configure_parser(subparsers: Any) -> None:
                         help="expect the compilation info of `rustc -vV` (rustc on PATH or $RUSTC)")
     expect.add_argument("--like", metavar="OTHER",
                         help="expect the same compilation info as OTHER (host dylib or sibling)")
-    p.add_argument("--exports", nargs="+", action="extend", default=[], metavar="NAME",
+    p.add_argument("--exports", nargs="+", action=NameList, default=[], metavar="NAME",
                    help="symbols (or relib function names: add, Exports::add) that must be "
-                        "exported")
-    p.add_argument("--imports", nargs="+", action="extend", default=[], metavar="NAME",
-                   help="import slots / references the host provides")
+                        "exported; repeatable, comma-separated lists allowed")
+    p.add_argument("--imports", nargs="+", action=NameList, default=[], metavar="NAME",
+                   help="import slots / references the host provides; repeatable, "
+                        "comma-separated lists allowed")
     p.add_argument("--no-resolve", action="store_true",
                    help="do not search NEEDED libraries and undefined symbols")
     p.add_argument("--no-unload", action="store_true",
@@ -54,12 +56,32 @@ def configure_parser(subparsers: Any) -> None:
     p.set_defaults(func=execute)
 
 
+class NameList(argparse.Action):
+    """``--exports A B``, ``--exports A,B`` and ``--exports A --exports B`` all
+    extend one list; records which list was extended last (see :func:`execute`)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        names = list(getattr(namespace, self.dest, None) or [])
+        for value in values:
+            names.extend(n.strip() for n in str(value).split(",") if n.strip())
+        setattr(namespace, self.dest, names)
+        namespace.last_name_list = self.dest
+
+
 def execute(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the check and render it; returns the exit status."""
     from relib_pure.compat import Expectation, Policy, check
     from relib_pure.errors import RelibError
 
     out = out or sys.stdout
+    if args.path is None:
+        last = getattr(args, "last_name_list", None)
+        names: list[str] = getattr(args, last) if last else []
+        if not names:
+            return _usage(args, out, "the following arguments are required: PATH")
+        # `--exports A B lib.so`: the option took the path as one more name
+        args.path = names.pop()
     try:
         expectation = None
         if args.expect_rustc is not None:

@@ -259,7 +259,8 @@ def render_text(info: LibraryInfo, show_all: bool = False) -> str:
                                   f"{', DT_FINI' if h.has_fini else ''}"
                                   f"{f', TLS {h.tls_size} bytes' if h.tls_size else ''}"))
     rows.extend(_relib_lines(info))
-    flags = [*info.dynamic_flags, *info.dynamic_flags_1]
+    # DF_ORIGIN and DF_1_ORIGIN share a name: show it once
+    flags = list(dict.fromkeys([*info.dynamic_flags, *info.dynamic_flags_1]))
     if flags:
         rows.append(("flags", " ".join(flags)))
     if info.interpreter:

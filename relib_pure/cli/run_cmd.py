@@ -1,8 +1,8 @@
 """``relib-pure run PATH``: load, call, unload, verify, and print the unload report.
 
-Exit status: 0 the unload was clean, 1 it was not (still mapped, leaks,
-threads still running, crash under ``--isolated``), 2 the library could not be
-read or loaded.
+Exit status: 0 the unload was clean, 1 a check failed or the unload was not
+clean (still mapped, leaks, threads still running, crash under ``--isolated``),
+2 the library could not be read or loaded.
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ def configure_parser(subparsers: Any) -> None:
 
 def render_text(data: dict[str, Any]) -> str:
     """Human rendering of the same dict ``--json`` prints."""
+    err = data.get("error")
+    if err and data.get("unload") is None and str(err["code"]).startswith("inspect."):
+        # nothing was loaded: the input is the problem, not an unload verdict
+        return f"{data['path']}: cannot run: {err['message']} [{err['code']}]"
     lines = [f"{data['path']}: {'clean' if data['clean'] else 'NOT CLEAN'} "
              f"(stage reached: {data['stage']}{', isolated' if data['isolated'] else ''})"]
     call = data.get("call")

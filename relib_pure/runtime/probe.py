@@ -43,7 +43,8 @@ RESTYPES: dict[str, Any] = {
 }
 
 STAGES = ("start", "validate", "load", "call", "unload", "done")
-_USAGE_PREFIXES = ("inspect.", "compat.", "load.")
+# a failed compatibility check is a verdict (1), not unreadable input (2)
+_USAGE_PREFIXES = ("inspect.", "load.", "compat.expectation")
 
 
 @dataclass(frozen=True)
