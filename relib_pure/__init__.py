@@ -11,7 +11,7 @@ Public names are imported lazily so ``import relib_pure`` stays cheap.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relib_pure.errors import *  # noqa: F401,F403
 from relib_pure.errors import __all__ as _errors_all
@@ -37,6 +37,39 @@ _LAZY: dict[str, str] = {
     "load_module": "relib_pure.relib",
     "RelibModule": "relib_pure.relib",
 }
+
+if TYPE_CHECKING:
+    # Type checkers see the real definitions (module __getattr__ would make every
+    # public name Any); at runtime the imports stay lazy. Keep in step with _LAZY.
+    # `X as X`: the explicit re-export form mypy --strict accepts
+    from relib_pure.compat import (
+        check as check,
+        CheckReport as CheckReport,
+        Expectation as Expectation,
+        Finding as Finding,
+        Policy as Policy,
+    )
+    from relib_pure.inspection import (
+        inspect as inspect,
+        inspect_bytes as inspect_bytes,
+    )
+    from relib_pure.interface import (
+        Interface as Interface,
+    )
+    from relib_pure.model import (
+        CompilationInfo as CompilationInfo,
+        LibraryInfo as LibraryInfo,
+    )
+    from relib_pure.relib import (
+        load_module as load_module,
+        RelibModule as RelibModule,
+    )
+    from relib_pure.runtime import (
+        load as load,
+        Module as Module,
+        UnloadReport as UnloadReport,
+    )
+    from relib_pure.runtime.probe import probe as probe
 
 __all__ = ["__version__", *_errors_all, *_LAZY]
 
