@@ -199,3 +199,9 @@ def test_exports_option_forms(capsys, native, schema) -> None:
     code3, repeated = run_json(capsys, schema, lib, "--exports", "add", "--exports", "nope")
     assert code == code2 == code3 == 1
     assert swallowed["findings"] == commas["findings"] == repeated["findings"]
+
+
+def test_comma_list_never_becomes_the_path(capsys) -> None:
+    assert main(["check", "--json", "--exports", "a,b"]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["error"]["code"] == "usage" and "PATH" in doc["error"]["message"]

@@ -58,7 +58,8 @@ def configure_parser(subparsers: Any) -> None:
 
 class NameList(argparse.Action):
     """``--exports A B``, ``--exports A,B`` and ``--exports A --exports B`` all
-    extend one list; records which list was extended last (see :func:`execute`)."""
+    extend one list; records which list a space-separated run extended last
+    (see :func:`execute`)."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
@@ -66,7 +67,9 @@ class NameList(argparse.Action):
         for value in values:
             names.extend(n.strip() for n in str(value).split(",") if n.strip())
         setattr(namespace, self.dest, names)
-        namespace.last_name_list = self.dest
+        # only a space-separated run can have taken PATH as its last word
+        spaced = len(values) > 1 and "," not in str(values[-1])
+        namespace.last_name_list = self.dest if spaced else None
 
 
 def execute(args: argparse.Namespace, out: TextIO | None = None) -> int:
