@@ -103,7 +103,9 @@ class RStr(ctypes.Structure):
 
 
 class RString(ctypes.Structure):
-    _fields_ = [("ptr", ctypes.c_void_p), ("len", ctypes.c_size_t), ("cap", ctypes.c_size_t)]
+    """abi_stable 0.11's RString/RVec<u8> (32 bytes): buffer, length, capacity, vtable."""
+    _fields_ = [("ptr", ctypes.c_void_p), ("len", ctypes.c_size_t), ("cap", ctypes.c_size_t),
+                ("vtable", ctypes.c_void_p)]
 
 
 class Point(ctypes.Structure):

@@ -30,7 +30,7 @@ from typing import Any
 from relib_pure.abi import Generation, post_symbol
 from relib_pure.errors import LoadError, SymbolMissing
 from relib_pure.relib.callbacks import write_stderr
-from relib_pure.relib.layouts import POST_CALLBACK
+from relib_pure.relib.layouts import POST_CALLBACK, RString, RVecU8
 from relib_pure.relib.signatures import FunctionSpec
 from relib_pure.relib.values import is_struct, to_ctype
 
@@ -111,6 +111,14 @@ class ImportTable:
         return CFUNCTYPE(spec.restype, *spec.argtypes)(wrapper)
 
     def _convention_a(self, spec: FunctionSpec, func: Callable[..., Any]) -> Any:
+        if spec.restype in (RString, RVecU8):
+            # the module takes the written value as its own and drops it through the
+            # vtable, which a host-built abi_stable value does not have
+            raise LoadError(
+                f"import {spec.name!r} returns an owning {spec.restype.__name__}, which relib "
+                f"{self.generation.name} takes over and frees with abi_stable's vtable; a "
+                "host cannot hand it one (relib 0.3+ copies such returns, which works)",
+                path=self.path, code="load.init-failed")
         def wrapper(ret: int | None, *args: Any) -> bool:
             self._count_call()
             try:

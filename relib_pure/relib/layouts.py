@@ -2,9 +2,9 @@
 
 Only x86_64/aarch64 Linux layouts (8-byte ``usize``) are described; see
 ``shared/relib-abi.md`` §3 and §8. The value types at the bottom (``RStr``,
-``RString``, ``RVecU8``, ``U128``) are the ptr+len views and owning buffers that
-relib interfaces commonly pass; copying them out into Python objects is done by
-:func:`relib_pure.relib.values.copy_out`.
+``RString``, ``RVecU8``, ``U128``) are the ptr+len views and abi_stable 0.11's
+owning buffers that relib interfaces commonly pass; copying them out into Python
+objects is done by :func:`relib_pure.relib.values.copy_out`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 from ctypes import (CFUNCTYPE, Structure, c_bool, c_size_t, c_uint64, c_void_p,
                     string_at)
+from typing import Any, Union
 
 __all__ = [
     "StableLayout",
@@ -21,6 +22,7 @@ __all__ = [
     "RStr",
     "RString",
     "RVecU8",
+    "BufferLike",
     "U128",
     "ALLOCATION_SIZE",
     "ALLOCATOR_OP_SIZE",
@@ -83,12 +85,14 @@ class RStr(Structure):
     _fields_ = [("ptr", c_void_p), ("len", c_size_t)]
 
     @classmethod
-    def from_bytes(cls, data: bytes | str) -> RStr:
-        """A view of ``data`` (``str`` is UTF-8 encoded); the buffer lives with the view."""
-        raw = data.encode() if isinstance(data, str) else bytes(data)
-        buf = ctypes.create_string_buffer(raw, len(raw) or 1)
-        view = cls(ctypes.cast(buf, c_void_p).value, len(raw))
-        view._keep = buf  # the module reads the bytes after this call returns
+    def from_bytes(cls, data: BufferLike) -> RStr:
+        """A view of ``data`` (``str`` is UTF-8 encoded); the buffer lives with the view.
+
+        ``bytes`` and writable buffers are viewed in place, not copied.
+        """
+        address, length, keep = _host_buffer(data)
+        view = cls(address, length)
+        view._keep = keep  # the module reads the bytes after this call returns
         return view
 
     def to_bytes(self) -> bytes:
@@ -100,25 +104,97 @@ class RStr(Structure):
         return self.to_bytes().decode("utf-8")
 
 
-class RString(Structure):
-    """An owning UTF-8 buffer ``{ptr, len, cap}`` allocated by the module."""
+class RVecU8(Structure):
+    """abi_stable 0.11's ``RVec<u8>``: ``{buffer, length, capacity, vtable}`` (32 bytes).
 
-    _fields_ = [("ptr", c_void_p), ("len", c_size_t), ("cap", c_size_t)]
+    The vtable is a prefix-type reference to the owner's ``destructor``,
+    ``grow_capacity_to`` and ``shrink_to_fit``. Values the module returns carry
+    the module's vtable; a value the host builds with :meth:`from_buffer_of`
+    carries none (NULL), which is sound only where relib copies it: relib 0.3+
+    clones a boxed import return (reading ``buffer`` and ``length``) and then
+    hands the box back through the post slot, so the module never drops it.
+    """
+
+    _fields_ = [("buffer", c_void_p), ("length", c_size_t), ("capacity", c_size_t),
+                ("vtable", c_void_p)]
 
     def to_bytes(self) -> bytes:
-        return string_at(self.ptr, self.len) if self.len else b""
+        """A copy of the contents."""
+        return string_at(self.buffer, self.length) if self.length else b""
+
+    @classmethod
+    def from_buffer_of(cls, data: BufferLike) -> RVecU8:
+        """A host-owned value viewing ``data``'s bytes; ``data`` lives with the value.
+
+        ``bytes`` and writable buffers (``bytearray``, writable ``memoryview``,
+        ctypes arrays) are viewed in place, so a 200 MB return is not copied
+        here at all; ``str`` is UTF-8 encoded and read-only views are copied
+        once.
+        """
+        address, length, keep = _host_buffer(data)
+        value = cls(address, length, length, None)
+        value._keep = keep  # the module reads the bytes after the callback returned
+        return value
+
+
+class RString(Structure):
+    """abi_stable 0.11's ``RString``: ``{inner: RVec<u8>}`` (32 bytes), UTF-8."""
+
+    _fields_ = [("inner", RVecU8)]
+
+    def to_bytes(self) -> bytes:
+        """A copy of the UTF-8 bytes."""
+        return self.inner.to_bytes()
 
     def to_str(self) -> str:
+        """A copy of the text (strict UTF-8: an ``RString`` is always valid UTF-8)."""
         return self.to_bytes().decode("utf-8")
 
+    @classmethod
+    def from_buffer_of(cls, data: BufferLike) -> RString:
+        """A host-owned value with ``data`` as text (see :meth:`RVecU8.from_buffer_of`).
 
-class RVecU8(Structure):
-    """An owning byte buffer ``{ptr, len, cap}`` allocated by the module."""
+        Bytes are checked to be UTF-8 first: Rust code may rely on it.
+        """
+        if not isinstance(data, str):
+            try:
+                str(memoryview(data), "utf-8") if not isinstance(data, bytes) else data.decode()
+            except UnicodeDecodeError as e:
+                raise ValueError(f"an RString must be UTF-8: {e}") from None
+        inner = RVecU8.from_buffer_of(data)
+        value = cls(inner)  # copies the 32 bytes; the buffer is kept below
+        value._keep = inner._keep
+        return value
 
-    _fields_ = [("ptr", c_void_p), ("len", c_size_t), ("cap", c_size_t)]
 
-    def to_bytes(self) -> bytes:
-        return string_at(self.ptr, self.len) if self.len else b""
+#: what :meth:`RVecU8.from_buffer_of` accepts
+BufferLike = Union[bytes, bytearray, memoryview, str, "ctypes.Array[Any]"]
+
+
+def _host_buffer(data: BufferLike) -> tuple[int | None, int, Any]:
+    """``(address, length, object to keep alive)`` of ``data``'s bytes, copying only if needed."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if isinstance(data, bytes):
+        if not data:
+            return _DANGLING, 0, data
+        # c_char_p over bytes points at the object's own storage: no copy
+        return ctypes.cast(ctypes.c_char_p(data), c_void_p).value, len(data), data
+    view = memoryview(data)
+    if not view.c_contiguous:
+        raise ValueError("the buffer is not contiguous")
+    length = view.nbytes
+    if not length:
+        return _DANGLING, 0, data
+    if view.readonly:
+        copy = view.tobytes()
+        return ctypes.cast(ctypes.c_char_p(copy), c_void_p).value, length, copy
+    array = (ctypes.c_char * length).from_buffer(view.cast("B"))
+    return ctypes.addressof(array), length, (array, data)
+
+
+#: Rust's ``NonNull::dangling()`` for u8: empty vectors never hold NULL
+_DANGLING = 1
 
 
 class U128(Structure):

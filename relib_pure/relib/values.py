@@ -57,14 +57,19 @@ def copy_from_address(ctype: Any, address: int) -> Any:
 def to_ctype(ctype: Any, value: Any) -> Any:
     """Turn a Python value into an instance of ``ctype`` for the module.
 
-    ``bytes``/``str`` become an ``RStr`` view whose buffer lives as long as the
-    returned object (keep that object alive while the module may read it); an
-    ``int`` becomes ``U128``; instances of ``ctype`` pass through.
+    ``bytes``/``str`` become an ``RStr`` view, and ``str``, ``bytes``,
+    ``bytearray``, ``memoryview`` or a ctypes array a host-owned ``RString`` /
+    ``RVecU8`` (viewed in place where possible); their buffers live as long as
+    the returned object, so keep that object alive while the module may read
+    it. An ``int`` becomes ``U128``; instances of ``ctype`` pass through.
     """
     if isinstance(value, ctype):
         return value
-    if ctype is RStr and isinstance(value, (bytes, bytearray, str)):
-        return RStr.from_bytes(value if isinstance(value, str) else bytes(value))
+    if ctype is RStr and isinstance(value, (bytes, bytearray, memoryview, str)):
+        return RStr.from_bytes(value)
+    if ctype in (RString, RVecU8) and isinstance(value, (bytes, bytearray, memoryview, str,
+                                                         ctypes.Array)):
+        return ctype.from_buffer_of(value)
     if ctype is U128 and isinstance(value, int):
         return U128.from_int(value)
     if is_struct(ctype) and isinstance(value, tuple):
