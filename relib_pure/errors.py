@@ -46,10 +46,12 @@ ERROR_CODES: dict[str, str] = {
     "inspect.not-a-library": "an ELF executable or relocatable object, not a shared library",
     "inspect.unsupported": "a valid file of a kind this version cannot read",
     "inspect.no-compilation-info": "the library has no relib compilation info",
+    "inspect.bad-dwarf": "the DWARF debug information is corrupt or exceeds a reading bound",
     # compatibility (raised only by strict calls; otherwise reported as findings)
     "compat.failed": "one or more error findings from check()",
     "compat.unsupported-relib": "relib protocol version not supported by this host",
     "compat.compilation-mismatch": "compilation info differs from the expectation",
+    "compat.signature-mismatch": "a declared signature disagrees with the library's DWARF debug information",
     "compat.arch": "architecture, bitness or OS does not match this interpreter",
     "compat.expectation": "the expectation could not be established (rustc not runnable, --like file without compilation info)",
     # loading

@@ -23,6 +23,11 @@ __all__ = [
     "RelibFunction",
     "RelibInfo",
     "Hazards",
+    "DebugType",
+    "DebugField",
+    "DebugParam",
+    "DebugSignature",
+    "DebugInfo",
     "LibraryInfo",
 ]
 
@@ -236,6 +241,117 @@ class Hazards(_ToDict):
 
 
 @dataclass(frozen=True)
+class DebugField(_ToDict):
+    """A member of a struct or union read from DWARF: ``offset`` in bytes
+    from the start of the aggregate (``None`` for a bit-field without one)."""
+
+    name: str | None
+    offset: int | None
+    type: DebugType
+
+
+@dataclass(frozen=True)
+class DebugType(_ToDict):
+    """A type as the DWARF describes it, with typedefs and qualifiers looked through.
+
+    ``kind``: ``void``, ``bool``, ``signed``, ``unsigned``, ``char``,
+    ``float``, ``pointer``, ``function-pointer``, ``struct``, ``union``,
+    ``enum``, ``array`` or ``unknown``. ``size`` in bytes (``None`` when the
+    DWARF does not say, e.g. an incomplete struct). ``name`` is the spelling
+    (``int``, ``i32``, ``*mut bool``, ``struct sig_span``; the typedef's name
+    when one was looked through, in ``typedef``). ``target`` is what a
+    pointer points to (its fields are not expanded: a linked list would
+    recurse); ``fields`` the members of a struct/union (down to a bounded
+    depth: ``truncated`` says they were cut). Rust's ``MaybeUninit<T>``,
+    ``ManuallyDrop<T>`` and ``MaybeDangling<T>`` wrappers, which have
+    ``T``'s ABI, are unwrapped.
+    """
+
+    name: str
+    kind: str
+    size: int | None
+    fields: tuple[DebugField, ...] = ()
+    target: DebugType | None = None
+    typedef: str | None = None
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class DebugParam(_ToDict):
+    """A formal parameter: ``name`` is ``None`` where the DWARF has none
+    (the parameters of a function-pointer type)."""
+
+    name: str | None
+    type: DebugType
+
+
+@dataclass(frozen=True)
+class DebugSignature(_ToDict):
+    """The signature of one exported function or import slot, from DWARF.
+
+    ``role``: ``relib-export`` (a ``__relib__`` trait function),
+    ``relib-entry`` (``main``, ``before_unload``), ``relib-import`` (an import
+    slot: a function-pointer static the host fills), ``relib-post`` (a
+    ``__post`` companion function or slot) or ``function`` (any other
+    exported function). ``params``/``returns`` are as compiled, including
+    relib's leading success or out-pointer (see ``convention``: ``success``
+    for ``R f(bool *success, ...)``, ``out-pointer`` for ``bool f(R *ret,
+    ...)``, ``None`` for a plain C call). ``unit`` names the compile unit.
+    """
+
+    symbol: str
+    role: str
+    returns: DebugType
+    params: tuple[DebugParam, ...]
+    convention: str | None = None
+    unit: str | None = None
+
+    @property
+    def value_params(self) -> tuple[DebugParam, ...]:
+        """The parameters a caller declares: without relib's leading pointer."""
+        return self.params[1:] if self.convention is not None and self.params else self.params
+
+    @property
+    def value_return(self) -> DebugType:
+        """The value the call produces: the out-pointer's target under
+        ``out-pointer``, else the compiled return type."""
+        if self.convention == "out-pointer" and self.params and self.params[0].type.target:
+            return self.params[0].type.target
+        return self.returns
+
+
+@dataclass(frozen=True)
+class DebugInfo(_ToDict):
+    """What the DWARF debug information says about a library's interface.
+
+    ``status``: ``ok`` (read), ``absent`` (no ``.debug_info``: built without
+    debug info or stripped; ``message`` says so and names a
+    ``.gnu_debuglink`` file when there is one) or ``unsupported`` (a format
+    this reader does not take DWARF from). ``units_read`` of
+    ``units_total`` compile units were parsed: only those holding the
+    symbols. ``missing`` lists the symbols no DWARF entry describes (code
+    from objects built without ``-g``); ``skipped`` counts exported
+    functions left out past the reading bound.
+    """
+
+    status: str
+    message: str | None = None
+    dwarf_version: int | None = None
+    signatures: tuple[DebugSignature, ...] = ()
+    missing: tuple[str, ...] = ()
+    units_read: int = 0
+    units_total: int = 0
+    skipped: int = 0
+
+    def find(self, symbol: str) -> DebugSignature | None:
+        """The signature of ``symbol``, or ``None``."""
+        for sig in self.signatures:
+            if sig.symbol == symbol:
+                return sig
+        return None
+
+
+@dataclass(frozen=True)
 class LibraryInfo(_ToDict):
     """Everything :func:`relib_pure.inspect` reads from a library file.
 
@@ -246,6 +362,8 @@ class LibraryInfo(_ToDict):
     ``elf_type`` is ``DYN`` for shared libraries (``None`` for PE).
     ``dynamic_flags`` / ``dynamic_flags_1`` list names like ``BIND_NOW``,
     ``NOW``, ``NODELETE``. ``comments`` are the ``.comment`` strings.
+    ``debug`` holds the signatures read from DWARF, ``None`` until they are
+    read (``inspect(path, signatures=True)``).
     """
 
     path: str
@@ -273,6 +391,7 @@ class LibraryInfo(_ToDict):
     pe: PEInfo | None = None
     relib: RelibInfo | None = None
     hazards: Hazards = field(default_factory=Hazards)
+    debug: DebugInfo | None = None
 
     def export_names(self) -> frozenset[str]:
         """Names of every exported symbol (PE: named exports)."""

@@ -2,8 +2,9 @@
 
 Renders :func:`relib_pure.inspection.inspect` results; decides nothing. Text
 output starts with a one-line summary per library, then the facts a user
-needs most (needed libraries, hazards, the relib part), then the symbol
-lists (truncated unless ``--all``). ``--json`` prints one document,
+needs most (needed libraries, hazards, the relib part, what the DWARF
+says), then the signatures read from DWARF and the symbol lists (truncated
+unless ``--all``). ``--json`` prints one document,
 ``{"version": 1, "libraries": [...], "errors": [...]}``, validated by
 ``schemas/inspect.json``. Exit status: 0 when every library was read, 2 when
 any path could not be (each such path also gets a one-line error).
@@ -22,9 +23,10 @@ from relib_pure.cli.main import EXIT_OK, EXIT_USAGE, reader_gone
 from relib_pure.errors import RelibError
 
 if TYPE_CHECKING:
-    from relib_pure.model import LibraryInfo
+    from relib_pure.model import DebugSignature, LibraryInfo
 
-__all__ = ["configure_parser", "execute", "library_dict", "render_text", "JSON_VERSION"]
+__all__ = ["configure_parser", "execute", "library_dict", "render_text", "signature_text",
+           "JSON_VERSION"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ def configure_parser(subparsers: Any) -> None:
                         help="also inspect the example library bundled with relib_pure")
     parser.add_argument("-a", "--all", action="store_true",
                         help=f"list every symbol (text output shows {LIST_LIMIT} per list)")
+    parser.add_argument("--no-signatures", dest="signatures", action="store_false",
+                        help="do not read function signatures from DWARF debug information")
     parser.set_defaults(func=execute)
 
 
@@ -84,7 +88,7 @@ def _execute(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         texts: list[str] = []
         for path in paths:
             try:
-                texts.append(_library_json(path))
+                texts.append(_library_json(path, args.signatures))
             except RelibError as e:
                 errors.append(e)
         out.write(f'{{"version": {JSON_VERSION}, "libraries": [{", ".join(texts)}], '
@@ -95,7 +99,7 @@ def _execute(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     first = True
     for path in paths:
         try:
-            info = inspect(path)
+            info = inspect(path, signatures=args.signatures)
         except RelibError as e:
             errors.append(e)
             continue
@@ -108,7 +112,7 @@ def _execute(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_USAGE if errors else EXIT_OK
 
 
-def _library_json(path: str) -> str:
+def _library_json(path: str, signatures: bool = True) -> str:
     """One library as JSON text, serialised while its sha256 is still computing.
 
     Hashing a 150 MB library costs as much as parsing it, so the text is
@@ -119,7 +123,12 @@ def _library_json(path: str) -> str:
     from relib_pure.inspection import begin_inspect
 
     with begin_inspect(path) as pending:
-        text = json.dumps(_json_view(pending.info), check_circular=False)
+        info = pending.info
+        if signatures:
+            from relib_pure.inspection.dwarf import with_debug_info
+
+            info = with_debug_info(info)
+        text = json.dumps(_json_view(info), check_circular=False)
         digest = pending.sha256()
     if pending.info.sha256:
         return text
@@ -259,6 +268,8 @@ def render_text(info: LibraryInfo, show_all: bool = False) -> str:
                                   f"{', DT_FINI' if h.has_fini else ''}"
                                   f"{f', TLS {h.tls_size} bytes' if h.tls_size else ''}"))
     rows.extend(_relib_lines(info))
+    if info.debug is not None:
+        rows.append(("debug", _debug_summary(info)))
     # DF_ORIGIN and DF_1_ORIGIN share a name: show it once
     flags = list(dict.fromkeys([*info.dynamic_flags, *info.dynamic_flags_1]))
     if flags:
@@ -280,8 +291,44 @@ def render_text(info: LibraryInfo, show_all: bool = False) -> str:
     width = max(len(label) for label, _ in rows)
     lines = [_summary(info)]
     lines.extend(f"  {label + ':':<{width + 1}} {value}" for label, value in rows)
+    lines.extend(_signature_lines(info, show_all))
     lines.extend(_symbol_lines(info, show_all))
     return "\n".join(lines) + "\n"
+
+
+def _debug_summary(info: LibraryInfo) -> str:
+    debug = info.debug
+    assert debug is not None
+    if debug.status != "ok":
+        return debug.message or debug.status
+    text = (f"DWARF {debug.dwarf_version}, {len(debug.signatures)} signature(s) from "
+            f"{debug.units_read} of {debug.units_total} compile unit(s)")
+    if debug.missing:
+        text += f"; no DWARF for {len(debug.missing)} symbol(s)"
+    if debug.skipped:
+        text += f"; {debug.skipped} function(s) past the reading bound skipped"
+    return text
+
+
+def signature_text(sig: DebugSignature) -> str:
+    """``symbol(name: type, ...) -> type`` of one DWARF signature, as compiled."""
+    params = ", ".join(f"{p.name}: {p.type.name}" if p.name else p.type.name for p in sig.params)
+    returns = "" if sig.returns.kind == "void" and sig.returns.name in ("void", "()") \
+        else f" -> {sig.returns.name}"
+    return f"{sig.symbol}({params}){returns}"
+
+
+def _signature_lines(info: LibraryInfo, show_all: bool) -> list[str]:
+    debug = info.debug
+    if debug is None or debug.status != "ok":
+        return []
+    items = [f"{sig.role:<12} {signature_text(sig)}" for sig in debug.signatures]
+    lines = [f"  signatures ({len(items)}):"]
+    shown = items if show_all else items[:LIST_LIMIT]
+    lines.extend(f"    {item}" for item in shown)
+    if len(shown) < len(items):
+        lines.append(f"    ... {len(items) - len(shown)} more (--all shows every one)")
+    return lines
 
 
 def _symbol_lines(info: LibraryInfo, show_all: bool) -> list[str]:

@@ -78,18 +78,30 @@ def _reader(path: str, head: bytes) -> Callable[[str, Buffer], LibraryInfo]:
     raise _unknown_format(path, head)
 
 
-def inspect_bytes(data: bytes, path: str = "<bytes>") -> LibraryInfo:
-    """Inspect a library held in memory; ``path`` names it in errors and the result."""
+def inspect_bytes(data: bytes, path: str = "<bytes>", *, signatures: bool = False) -> LibraryInfo:
+    """Inspect a library held in memory; ``path`` names it in errors and the result.
+
+    ``signatures`` also reads the DWARF signatures (see :func:`inspect`).
+    """
     if isinstance(data, memoryview):
         data = data.tobytes()
     if not data:
         raise InspectionError("the data is empty", path=path, code="inspect.empty")
-    info = _reader(path, bytes(data[:_HEAD]))(path, data)
-    return _with_hash(info, data)
+    info = _with_hash(_reader(path, bytes(data[:_HEAD]))(path, data), data)
+    if signatures:
+        from relib_pure.inspection.dwarf import with_debug_info
+
+        info = with_debug_info(info, data)
+    return info
 
 
-def inspect(path: str | os.PathLike[str]) -> LibraryInfo:
+def inspect(path: str | os.PathLike[str], *, signatures: bool = False) -> LibraryInfo:
     """Inspect the library file at ``path`` without loading it.
+
+    ``signatures`` also reads, from DWARF debug information, the signatures
+    of its exported functions and relib import slots into ``info.debug``
+    (:mod:`relib_pure.inspection.dwarf`; ``status="absent"`` without DWARF,
+    ``inspect.bad-dwarf`` when it is corrupt).
 
     Raises :class:`~relib_pure.errors.InspectionError` with code
     ``inspect.not-found``, ``inspect.not-a-file``, ``inspect.permission``,
@@ -98,7 +110,12 @@ def inspect(path: str | os.PathLike[str]) -> LibraryInfo:
     ``inspect.malformed``, ``inspect.not-a-library``, ``inspect.unsupported``).
     """
     with begin_inspect(path) as pending:
-        return pending.result()
+        info = pending.result()
+    if signatures:
+        from relib_pure.inspection.dwarf import with_debug_info
+
+        info = with_debug_info(info)
+    return info
 
 
 def begin_inspect(path: str | os.PathLike[str]) -> PendingInspection:
