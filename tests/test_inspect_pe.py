@@ -327,6 +327,24 @@ def test_dll_that_looks_packed_to_pefile_is_valid(native) -> None:
         (o, n) for o, (n, _, _) in sorted(dumped.exports.items())] == [(1, "minimal_tick")]
 
 
+def test_dll_with_more_imports_than_pefiles_default_cap(native) -> None:
+    """9,000 imports from one DLL (pefile stops at 8,192 by default and warns
+    "Excessive number of imports"): a valid MinGW DLL, read whole, both ways."""
+    path = native("pe_many_imports")
+    dumped = objdump(path)
+    many = dumped.imports["pe_many_exports.dll"]
+    assert len(many) == 9000
+    info = relib_pure.inspect(path)
+    assert info.pe is not None
+    assert [(i.dll, i.name, i.ordinal) for i in info.pe.imports] == [
+        (dll, name, ordinal) for dll, names in dumped.imports.items() for name, ordinal in names]
+    assert sum(i.dll == "pe_many_exports.dll" for i in info.pe.imports) == 9000
+    exporter = relib_pure.inspect(native("pe_many_exports"))
+    assert exporter.pe is not None and len(exporter.pe.exports) == 9000
+    import pefile
+    assert pefile.MAX_IMPORT_SYMBOLS == 0x2000  # the module global is restored
+
+
 def test_named_export_with_null_address_is_dropped(dll: Path, dumped: ObjdumpPE,
                                                    tmp_path: Path) -> None:
     """An address-table entry of 0 means "not exported" (pefile and objdump skip

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -60,6 +61,7 @@ _DIR_IMPORT = pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"]
 _DIR_BASERELOC = pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_BASERELOC"]
 _DIR_SECURITY = pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_SECURITY"]
 _COFF_SYMBOL_SIZE = 18
+_import_limit_lock = threading.Lock()
 # Exceptions pefile lets escape on hostile bytes besides its own PEFormatError.
 _PARSE_ERRORS = (pefile.PEFormatError, struct.error, IndexError, KeyError, ValueError,
                  OverflowError, UnicodeError)
@@ -287,7 +289,8 @@ def _imports(path: str, pe: pefile.PE, layout: Layout) -> tuple[PEImport, ...]:
     rva, _ = _directory(pe, _DIR_IMPORT)
     declared = count_import_descriptors(layout, rva)
     before = len(pe.get_warnings())
-    pe.parse_data_directories(directories=[_DIR_IMPORT])
+    with _import_limit(len(layout.data)):
+        pe.parse_data_directories(directories=[_DIR_IMPORT])
     _check_table_warnings(path, pe.get_warnings()[before:])
     # pefile leaves the attribute unset for a table holding only its terminator
     entries = getattr(pe, "DIRECTORY_ENTRY_IMPORT", ())
@@ -305,6 +308,25 @@ def _imports(path: str, pe: pefile.PE, layout: Layout) -> tuple[PEImport, ...]:
             else:
                 out.append(PEImport(dll=dll, name=_name(path, sym.name, "import")))
     return tuple(out)
+
+
+@contextmanager
+def _import_limit(size: int) -> Iterator[None]:
+    """Raise pefile's cap on imported symbols (8,192, a module global) to what
+    the file can hold, for one import parse.
+
+    A valid DLL may import more (MinGW links against big DLLs by name); each
+    thunk takes at least 4 bytes of the file, so ``size // 4`` bounds any real
+    table, and pefile's loop stays bounded by the file as before. The global is
+    changed under a lock and restored, so concurrent parses agree on it.
+    """
+    with _import_limit_lock:
+        saved = pefile.MAX_IMPORT_SYMBOLS
+        pefile.MAX_IMPORT_SYMBOLS = max(saved, size // 4 + 1)
+        try:
+            yield
+        finally:
+            pefile.MAX_IMPORT_SYMBOLS = saved
 
 
 def _subsystem(value: int) -> str:
