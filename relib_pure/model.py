@@ -220,7 +220,9 @@ class Hazards(_ToDict):
     ``PT_TLS`` segment. ``init_array``/``fini_array``: entry counts.
     ``thread_atexit``: the library references ``__cxa_thread_atexit_impl``
     (Rust ``thread_local!`` with destructors), which pins it while threads
-    that touched it are alive.
+    that touched it are alive. ``exec_stack``: index of the ``PT_GNU_STACK``
+    program header that asks for an executable stack (``-z execstack``), or
+    ``None``; glibc 2.41+ refuses to ``dlopen`` such a library.
     """
 
     nodelete: bool = False
@@ -233,6 +235,7 @@ class Hazards(_ToDict):
     has_fini: bool = False
     thread_atexit: bool = False
     textrel: bool = False
+    exec_stack: int | None = None
 
     @property
     def blocks_unload(self) -> bool:

@@ -6,8 +6,10 @@ import ctypes
 import dataclasses
 import json
 import os
+import re
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -79,7 +81,7 @@ def test_finding_codes_are_frozen() -> None:
         "resolve.ok", "resolve.needed-not-found", "resolve.version-not-found",
         "resolve.undefined-symbol", "resolve.unreadable-dependency", "resolve.skipped",
         "hazard.nodelete", "hazard.gnu-unique", "hazard.static-tls", "hazard.thread-atexit",
-        "hazard.textrel",
+        "hazard.textrel", "hazard.execstack",
     }
 
 
@@ -538,6 +540,27 @@ def test_hazard_fixtures(native, name: str, code: str) -> None:
     assert report.ok  # hazards warn, they do not refuse
     assert "hazard.nodelete" not in check(native(name), NO_RESOLVE.replace(
         ignore={"hazard.nodelete"})).codes()
+
+
+def test_executable_stack_is_an_error_naming_its_program_header(native) -> None:
+    """``-z execstack``: GNU_STACK is RWE; glibc 2.41+ refuses to dlopen it, so
+    check refuses it whatever the unloading intent."""
+    path = native("c_execstack")
+    headers = re.findall(r"^\s+(\w+)\s.*?([R ][W ][E ])\s+0x[0-9a-f]+$",
+                         subprocess.run(["readelf", "-lW", str(path)], capture_output=True,
+                                        text=True, check=True).stdout, re.M)
+    index = [kind for kind, _ in headers].index("GNU_STACK")
+    assert headers[index][1] == "RWE"
+    for unloading in (True, False):
+        report = check(path, NO_RESOLVE.replace(unloading=unloading))
+        (f,) = report.by_code("hazard.execstack")
+        assert f.severity == "error" and not report.ok
+        assert f.details == {"program_header": index}
+        assert f"program header {index} (GNU_STACK)" in f.message
+    assert inspect(path).hazards.exec_stack == index
+    assert inspect(native("c_plain")).hazards.exec_stack is None
+    with pytest.raises(IncompatibleModuleError):
+        check(path, NO_RESOLVE).raise_for_errors()
 
 
 def test_plain_library_has_no_hazards(native) -> None:

@@ -210,6 +210,10 @@ def _check_segments(info: LibraryInfo, path: Path) -> None:
     text = readelf("-l", "-W", path)
     tls = re.findall(r"^\s+TLS\s+\S+\s+\S+\s+\S+\s+\S+\s+(0x[0-9a-f]+)", text, re.M)
     assert info.hazards.tls_size == sum(int(t, 16) for t in tls)
+    stacks = re.findall(r"^\s+(\w+)\s.*?([R ][W ][E ])\s+0x[0-9a-f]+$", text, re.M)
+    executable = [i for i, (kind, flags) in enumerate(stacks)
+                  if kind == "GNU_STACK" and flags.endswith("E")]
+    assert info.hazards.exec_stack == (executable[0] if executable else None)
     interp = re.findall(r"Requesting program interpreter: ([^\]]+)\]", text)
     assert info.interpreter == (interp[0] if interp else None)
     machine = re.search(r"Machine:\s+(.*)", readelf("-h", path)).group(1)

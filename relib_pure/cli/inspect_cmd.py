@@ -215,6 +215,8 @@ def _hazard_lines(info: LibraryInfo) -> list[str]:
         found.append("uses __cxa_thread_atexit_impl (pinned while its threads live)")
     if h.textrel:
         found.append("text relocations")
+    if h.exec_stack is not None:
+        found.append(f"executable stack (program header {h.exec_stack}: GNU_STACK RWE)")
     return found
 
 

@@ -36,6 +36,15 @@ def check_hazards(info: LibraryInfo, *, unloading: bool) -> list[Finding]:
                              "references __cxa_thread_atexit_impl (thread_local destructors; "
                              "every Rust cdylib does): once a thread registers one, glibc keeps "
                              "the library mapped until that thread has exited"))
+    if h.exec_stack is not None:
+        # an error whatever the unloading intent: the load itself fails (or, on
+        # older glibc, makes every thread's stack executable)
+        found.append(Finding("hazard.execstack", "error",
+                             f"program header {h.exec_stack} (GNU_STACK) has PF_X set: the "
+                             "library asks for an executable stack (linked with -z execstack); "
+                             "glibc 2.41+ refuses to dlopen it, older glibc makes every thread "
+                             "stack of the process executable (rebuild with -z noexecstack)",
+                             {"program_header": h.exec_stack}))
     if h.textrel:
         found.append(Finding("hazard.textrel", "info",
                              "has text relocations: code pages are made writable and copied "

@@ -54,6 +54,7 @@ FINDING_CODES: dict[str, str] = {
     "hazard.static-tls": "static TLS: each load takes surplus static TLS that is not given back",
     "hazard.thread-atexit": "thread_local destructors pin the library while threads that used it live",
     "hazard.textrel": "text relocations: code pages are written at load time",
+    "hazard.execstack": "PT_GNU_STACK asks for an executable stack (-z execstack): glibc 2.41+ refuses to dlopen it",
 }
 
 #: Check namespaces in the order check() runs them.

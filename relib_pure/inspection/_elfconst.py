@@ -23,6 +23,9 @@ OS_ABIS = {0: "linux", 3: "linux", 6: "solaris", 9: "freebsd", 12: "openbsd", 2:
 
 # program header types
 PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE, PT_TLS = 1, 2, 3, 4, 7
+PT_GNU_STACK = 0x6474E551
+# p_flags
+PF_X, PF_W, PF_R = 1, 2, 4
 
 # section header types
 SHT_NOBITS = 8

@@ -429,6 +429,8 @@ class _ElfReader:
             has_fini=C.DT_FINI in self.dynamic,
             thread_atexit="__cxa_thread_atexit_impl" in import_names,
             textrel=C.DT_TEXTREL in self.dynamic or bool(flags & C.DF_TEXTREL),
+            exec_stack=next((i for i, (kind, h) in enumerate(self.segments)
+                             if kind == C.PT_GNU_STACK and h["p_flags"] & C.PF_X), None),
         )
 
     # -- relib -------------------------------------------------------------------
