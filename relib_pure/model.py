@@ -219,7 +219,8 @@ class Hazards(_ToDict):
     relocations (``R_X86_64_TPOFF64``) present. ``tls_size``: memory size of the
     ``PT_TLS`` segment. ``init_array``/``fini_array``: entry counts.
     ``thread_atexit``: the library references ``__cxa_thread_atexit_impl``
-    (Rust ``thread_local!`` with destructors), which pins it while threads
+    (Rust ``thread_local!`` with destructors) or libstdc++'s
+    ``__cxa_thread_atexit`` (C++ ``thread_local``), which pins it while threads
     that touched it are alive. ``exec_stack``: index of the ``PT_GNU_STACK``
     program header that asks for an executable stack (``-z execstack``), or
     ``None``; glibc 2.41+ refuses to ``dlopen`` such a library.

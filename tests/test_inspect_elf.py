@@ -150,8 +150,8 @@ def _check_symbols(info: LibraryInfo, path: Path) -> None:
     assert ours == theirs
     assert [(s.name, s.kind, s.weak, s.version) for s in info.imports] == [
         i[:4] for i in imports]
-    assert info.hazards.thread_atexit == any(i[0] == "__cxa_thread_atexit_impl"
-                                             for i in imports)
+    assert info.hazards.thread_atexit == any(
+        i[0] in ("__cxa_thread_atexit_impl", "__cxa_thread_atexit") for i in imports)
     files = readelf_need_files(path)
     assert [s.version_file for s in info.imports] == [
         files[i[4]] if i[4] is not None else None for i in imports]

@@ -387,6 +387,44 @@ def test_retry_unload_after_the_pinning_thread_exits(native, tmp_path: Path) -> 
         module.retry_unload()
 
 
+def test_cxx_thread_local_destructor_is_named_as_the_cause(native, tmp_path: Path) -> None:
+    """A C++ thread_local with a destructor registers it through libstdc++'s
+    __cxa_thread_atexit: check names the hazard, and while the touching thread
+    lives the still-mapped cause is tls-destructors (not another-handle)."""
+    lib = tmp_path / "libcxx_tls_copy.so"
+    shutil.copy(native("cxx_tls_dtor"), lib)
+    info = relib_pure.inspect(lib)
+    assert "__cxa_thread_atexit" in {s.name for s in info.imports}
+    assert "__cxa_thread_atexit_impl" not in {s.name for s in info.imports}
+    assert info.hazards.thread_atexit
+    (finding,) = relib_pure.check(lib, relib_pure.Policy(resolve=False)).by_code(
+        "hazard.thread-atexit")
+    assert "__cxa_thread_atexit" in finding.message
+    box: dict[str, object] = {}
+
+    def worker() -> None:
+        module = load(lib, owner="caller")
+        box["module"] = module
+        assert module.function("cxx_tls_touch", ctypes.c_uint64)() == 1
+        try:
+            module.unload()
+        except relib_pure.StillMapped as e:
+            box["error"] = e
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join(30)
+    err = box["error"]
+    assert isinstance(err, relib_pure.StillMapped)
+    assert err.report.cause_codes == ("tls-destructors",)
+    assert mapped(lib)
+    assert procfs.wait_task_gone(t.native_id, 10)
+    module = box["module"]
+    assert isinstance(module, Module)
+    assert module.retry_unload().unloaded
+    assert not mapped(lib)
+
+
 def test_forked_child_cannot_use_owner_thread_modules(rt_copy: Path) -> None:
     module = load(rt_copy)
     tag = module.function("rt_tag")

@@ -212,7 +212,7 @@ def _hazard_lines(info: LibraryInfo) -> list[str]:
     if h.static_tls:
         found.append("static TLS (initial-exec)")
     if h.thread_atexit:
-        found.append("uses __cxa_thread_atexit_impl (pinned while its threads live)")
+        found.append("registers thread_local destructors (pinned while its threads live)")
     if h.textrel:
         found.append("text relocations")
     if h.exec_stack is not None:

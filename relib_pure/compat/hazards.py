@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from relib_pure.compat.report import Finding
+from relib_pure.inspection._elfconst import THREAD_ATEXIT_SYMBOLS
 from relib_pure.model import LibraryInfo
 
 __all__ = ["check_hazards"]
@@ -32,10 +33,13 @@ def check_hazards(info: LibraryInfo, *, unloading: bool) -> list[Finding]:
                              "reused, so repeated reloads end in 'cannot allocate memory in "
                              "static TLS block'", {"tls_size": h.tls_size}))
     if h.thread_atexit:
+        names = sorted({s.name for s in info.imports} & THREAD_ATEXIT_SYMBOLS) or [
+            "__cxa_thread_atexit_impl"]
         found.append(Finding("hazard.thread-atexit", severity,
-                             "references __cxa_thread_atexit_impl (thread_local destructors; "
-                             "every Rust cdylib does): once a thread registers one, glibc keeps "
-                             "the library mapped until that thread has exited"))
+                             f"references {' and '.join(names)} (thread_local destructors; "
+                             "every Rust cdylib and C++ thread_local with a destructor does): "
+                             "once a thread registers one, glibc keeps the library mapped until "
+                             "that thread has exited", {"symbols": names}))
     if h.exec_stack is not None:
         # an error whatever the unloading intent: the load itself fails (or, on
         # older glibc, makes every thread's stack executable)

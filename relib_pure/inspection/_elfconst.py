@@ -24,6 +24,11 @@ OS_ABIS = {0: "linux", 3: "linux", 6: "solaris", 9: "freebsd", 12: "openbsd", 2:
 # program header types
 PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE, PT_TLS = 1, 2, 3, 4, 7
 PT_GNU_STACK = 0x6474E551
+
+#: what registers a thread_local destructor: glibc's entry point (Rust's std
+#: calls it directly) and libstdc++'s wrapper (C++ thread_local), which ends
+#: in the same glibc call with the library's __dso_handle
+THREAD_ATEXIT_SYMBOLS = frozenset({"__cxa_thread_atexit_impl", "__cxa_thread_atexit"})
 # p_flags
 PF_X, PF_W, PF_R = 1, 2, 4
 

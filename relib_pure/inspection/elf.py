@@ -427,7 +427,7 @@ class _ElfReader:
             fini_array=(self.tag(C.DT_FINI_ARRAYSZ) or 0) // self.word,
             has_init=C.DT_INIT in self.dynamic,
             has_fini=C.DT_FINI in self.dynamic,
-            thread_atexit="__cxa_thread_atexit_impl" in import_names,
+            thread_atexit=not C.THREAD_ATEXIT_SYMBOLS.isdisjoint(import_names),
             textrel=C.DT_TEXTREL in self.dynamic or bool(flags & C.DF_TEXTREL),
             exec_stack=next((i for i, (kind, h) in enumerate(self.segments)
                              if kind == C.PT_GNU_STACK and h["p_flags"] & C.PF_X), None),
