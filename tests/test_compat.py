@@ -78,6 +78,8 @@ def test_finding_codes_are_frozen() -> None:
         "arch.executable",
         "interface.missing-export", "interface.missing-import", "interface.unexpected-export",
         "interface.unexpected-import", "interface.boxing-mismatch",
+        "interface.signature-arity", "interface.signature-type", "interface.signature-layout",
+        "interface.signatures-checked", "interface.signatures-unchecked",
         "resolve.ok", "resolve.needed-not-found", "resolve.version-not-found",
         "resolve.undefined-symbol", "resolve.unreadable-dependency", "resolve.skipped",
         "hazard.nodelete", "hazard.gnu-unique", "hazard.static-tls", "hazard.thread-atexit",

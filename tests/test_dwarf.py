@@ -105,7 +105,7 @@ def test_inspect_text_lists_signatures(capsys, v1) -> None:
     assert main(["inspect", str(v1)]) == 0
     out = capsys.readouterr()[0]
     assert "signatures (9):" in out
-    assert "sig_span_make(p: char *, n: long unsigned int) -> struct sig_span" in out
+    assert "sig_span_make(p: char *, n: size_t) -> struct sig_span" in out
     assert "debug:" in out and "1 of 1 compile unit(s)" in out
 
 

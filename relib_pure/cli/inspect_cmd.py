@@ -313,10 +313,12 @@ def _debug_summary(info: LibraryInfo) -> str:
 
 
 def signature_text(sig: DebugSignature) -> str:
-    """``symbol(name: type, ...) -> type`` of one DWARF signature, as compiled."""
-    params = ", ".join(f"{p.name}: {p.type.name}" if p.name else p.type.name for p in sig.params)
+    """``symbol(name: type, ...) -> type`` of one DWARF signature, as compiled
+    (types by their typedef name where the source used one)."""
+    params = ", ".join(f"{p.name}: {p.type.typedef or p.type.name}" if p.name
+                       else p.type.typedef or p.type.name for p in sig.params)
     returns = "" if sig.returns.kind == "void" and sig.returns.name in ("void", "()") \
-        else f" -> {sig.returns.name}"
+        else f" -> {sig.returns.typedef or sig.returns.name}"
     return f"{sig.symbol}({params}){returns}"
 
 

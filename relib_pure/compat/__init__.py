@@ -9,7 +9,8 @@ which findings it tolerates. Only the resolvability check reads other files
 Checks, in order (finding-code namespace in brackets): architecture
 [``arch``], relib protocol version and unloading flag [``relib``],
 compilation info against an :class:`Expectation` [``compilation``], the
-declared :class:`~relib_pure.interface.Interface` [``interface``],
+declared :class:`~relib_pure.interface.Interface`, its signatures against the
+library's DWARF when it has debug information [``interface``],
 resolvability of NEEDED libraries and symbols [``resolve``], unload hazards
 [``hazard``].
 """
@@ -28,6 +29,7 @@ from relib_pure.compat.hazards import check_hazards
 from relib_pure.compat.host import HostPlatform
 from relib_pure.compat.policy import Policy
 from relib_pure.compat.relib_version import check_relib
+from relib_pure.compat.signatures import Declared, check_signatures
 from relib_pure.compat.report import (FINDING_CODES, NAMESPACES, SEVERITIES, CheckReport,
                                       Finding, sort_findings)
 from relib_pure.model import LibraryInfo
@@ -90,6 +92,9 @@ def check(info_or_path: InfoOrPath, policy: Policy | None = None) -> CheckReport
         ran.append("interface")
         raw.extend(check_interface(info, policy.interface, policy.exports, policy.imports,
                                    report_unexpected=policy.report_unexpected))
+        if policy.interface is not None and len(policy.interface):
+            raw.extend(_signature_findings(info, (*policy.interface.exports,
+                                                  *policy.interface.imports)))
     if policy.runs("resolve"):
         ran.append("resolve")
         # A PIE matches the platform: its dependencies are searched as usual.
@@ -104,6 +109,15 @@ def check(info_or_path: InfoOrPath, policy: Policy | None = None) -> CheckReport
     logger.debug("check %s: %d error(s), %d warning(s)", info.path, len(report.errors),
                  len(report.warnings))
     return report
+
+
+def _signature_findings(info: LibraryInfo, declared: tuple[Declared, ...]) -> list[Finding]:
+    """Declared signatures against the DWARF, read now when ``info`` lacks it."""
+    if info.format == "elf" and info.debug is None:
+        from relib_pure.inspection.dwarf import with_debug_info
+
+        info = with_debug_info(info)
+    return check_signatures(info.debug, declared)
 
 
 def _same_platform(info: LibraryInfo, host: HostPlatform) -> bool:

@@ -43,6 +43,11 @@ FINDING_CODES: dict[str, str] = {
     "interface.unexpected-export": "the module exports a relib function the interface does not declare",
     "interface.unexpected-import": "the module has an import slot the interface does not provide",
     "interface.boxing-mismatch": "a declared Rust return type disagrees with the module's __post companion",
+    "interface.signature-arity": "a declared function has another parameter count than its DWARF signature",
+    "interface.signature-type": "a declared parameter or return type differs in size or class (int, float, pointer) from the DWARF",
+    "interface.signature-layout": "a declared struct has the DWARF struct's size but other field offsets or sizes",
+    "interface.signatures-checked": "the declared signatures agree with the DWARF debug information",
+    "interface.signatures-unchecked": "declared signatures could not be compared (no DWARF, or no entry for the function)",
     "resolve.ok": "every NEEDED library and undefined symbol was resolved",
     "resolve.needed-not-found": "a NEEDED library is not found where the dynamic loader looks",
     "resolve.version-not-found": "a NEEDED library lacks a symbol version the library requires",
@@ -56,6 +61,9 @@ FINDING_CODES: dict[str, str] = {
     "hazard.textrel": "text relocations: code pages are written at load time",
     "hazard.execstack": "PT_GNU_STACK asks for an executable stack (-z execstack): glibc 2.41+ refuses to dlopen it",
 }
+
+_SIGNATURE_CODES = frozenset({"interface.signature-arity", "interface.signature-type",
+                              "interface.signature-layout"})
 
 #: Check namespaces in the order check() runs them.
 NAMESPACES = ("arch", "relib", "compilation", "interface", "resolve", "hazard")
@@ -136,8 +144,8 @@ class CheckReport:
         are error findings; its ``findings`` hold them and ``report`` this report.
 
         The error code is the specific ``compat.*`` code when every error is of
-        one kind that has one (architecture, compilation, relib version), else
-        ``compat.failed``.
+        one kind that has one (architecture, compilation, relib version,
+        signatures against DWARF), else ``compat.failed``.
         """
         errors = self.errors
         if not errors:
@@ -150,6 +158,8 @@ class CheckReport:
             code = "compat.compilation-mismatch"
         elif {f.code for f in errors} == {"relib.unsupported"}:
             code = "compat.unsupported-relib"
+        elif {f.code for f in errors} <= _SIGNATURE_CODES:
+            code = "compat.signature-mismatch"
         first = errors[0].message
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise IncompatibleModuleError(f"{first}{more}", path=self.path, code=code,

@@ -116,6 +116,24 @@ def _import_specs(import_types: Any, interface: Any,
     return _dedupe(specs), impls
 
 
+def _with_signature_findings(report: Any, info: LibraryInfo, specs: tuple[FunctionSpec, ...],
+                             policy: Any) -> Any:
+    """``report`` plus the declared specs compared with the module's DWARF
+    (read here: a module without debug information costs one section lookup)."""
+    from relib_pure.compat.report import CheckReport, sort_findings
+    from relib_pure.compat.signatures import check_signatures
+    from relib_pure.inspection.dwarf import with_debug_info
+
+    if policy.interface is not None:  # check() compared those already
+        taken = {f.symbol for f in (*policy.interface.exports, *policy.interface.imports)}
+        specs = tuple(s for s in specs if s.symbol not in taken)
+    if not specs:
+        return report
+    debug = with_debug_info(info).debug
+    extra = [f for f in (policy.apply(f) for f in check_signatures(debug, specs)) if f is not None]
+    return CheckReport(report.path, sort_findings([*report.findings, *extra]), report.checks)
+
+
 def _dedupe(specs: list[FunctionSpec]) -> tuple[FunctionSpec, ...]:
     by_name: dict[str, FunctionSpec] = {}
     for s in specs:
@@ -302,7 +320,10 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
       Earlier generations have no such flag (a warning is logged).
 
     Errors before anything is mapped: ``inspect.*`` (unreadable, not relib),
-    ``compat.unsupported-relib``, ``compat.*`` from the policy. Then
+    ``compat.unsupported-relib``, ``compat.*`` from the policy, and
+    ``compat.signature-mismatch`` when a debug build's DWARF shows that a
+    declared export or import has another arity, parameter or return type
+    (the findings name the function, the parameter, declared and found). Then
     ``load.already-loaded``, ``load.dlopen``, ``load.symbol-missing`` (every
     missing symbol listed).
     """
@@ -311,6 +332,11 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
 
     validated = validate(path, check=False)
     gen, ci = select_generation(validated.info)
+    export_specs = list(normalize_specs(getattr(interface, "exports", ()), "Exports")) \
+        if interface is not None else []
+    if exports is not None:
+        export_specs.extend(normalize_specs(getattr(exports, "exports", exports), "Exports"))
+    import_specs, impls = _import_specs(import_types, interface, imports or {})
     if check:
         from relib_pure.compat import Policy, check as run_check
 
@@ -319,16 +345,14 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
         if wanted is not None:
             pol = dataclasses.replace(pol, expect=wanted)
         report = run_check(validated.info, pol)
+        if pol.runs("interface"):
+            report = _with_signature_findings(report, validated.info,
+                                              (*_dedupe(export_specs), *import_specs), pol)
         report.raise_for_errors()
         validated = dataclasses.replace(validated, check_report=report)
     if not enable_alloc_tracker and not gen.init_has_alloc_tracker_flag:
         log.warning("%s: relib %s has no enable_alloc_tracker flag; the tracker stays on",
                     validated.path, gen.name)
-    export_specs = list(normalize_specs(getattr(interface, "exports", ()), "Exports")) \
-        if interface is not None else []
-    if exports is not None:
-        export_specs.extend(normalize_specs(getattr(exports, "exports", exports), "Exports"))
-    import_specs, impls = _import_specs(import_types, interface, imports or {})
     driver = RelibDriver(gen, ci, exports=_dedupe(export_specs), imports=import_specs,
                          implementations=impls, enable_alloc_tracker=enable_alloc_tracker,
                          path=validated.path)

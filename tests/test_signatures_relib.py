@@ -1,0 +1,99 @@
+"""Signatures from DWARF on upstream relib 0.7's own test module, built in debug.
+
+The module comes from ``../shared/relib-kit`` (``testing/module``, feature
+``unloading``, dev profile), so the DWARF is what rustc really writes for
+``#[relib_interface]`` code: success pointers, boxed returns, import slots.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+import pytest
+
+from relib_pure.compat import Policy, check
+from relib_pure.errors import IncompatibleModuleError
+from relib_pure.inspection import inspect
+from relib_pure.interface import Interface
+from relib_pure.relib import load_module
+
+from kit_debug import KIT, KitUnavailable, debug_test_module  # noqa: E402 - tools/ on sys.path
+
+
+@pytest.fixture(scope="module")
+def module() -> Path:
+    try:
+        return debug_test_module()
+    except KitUnavailable as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"relib kit unavailable on CI: {e}")
+        pytest.skip(f"relib kit unavailable: {e}")
+
+
+@pytest.fixture(scope="module")
+def interface() -> Interface:
+    shared = KIT / "testing" / "shared" / "src"
+    return Interface.from_rust(shared / "exports.rs", "Exports").merge(
+        Interface.from_rust(shared / "imports.rs", "Imports"))
+
+
+def test_every_relib_function_has_its_signature(module) -> None:
+    info = inspect(module, signatures=True)
+    debug = info.debug
+    assert debug is not None and debug.status == "ok"
+    assert info.relib is not None
+    wanted = [f.symbol for f in (*info.relib.exports, *info.relib.imports)]
+    assert len(wanted) >= 30
+    assert {s.symbol for s in debug.signatures} >= set(wanted)
+    assert debug.units_read < debug.units_total / 4  # only the units holding them
+    prim = debug.find("__relib__Exports_primitive_ret")
+    assert prim is not None and prim.convention == "success"
+    assert [(p.name, p.type.name, p.type.size) for p in prim.value_params] == [("p", "i32", 4)]
+    assert (prim.returns.name, prim.returns.size) == ("i32", 4)  # MaybeUninit<i32> unwrapped
+    boxed = debug.find("__relib__Exports_ref_owned_ret")
+    assert boxed is not None and boxed.returns.kind == "pointer"
+    assert boxed.returns.target is not None and boxed.returns.target.name == "RString"
+    slot = debug.find("__relib__Imports_primitive")
+    assert slot is not None and slot.role == "relib-import" and slot.convention == "success"
+    assert [p.type.name for p in slot.value_params] == ["i32"]
+    entry = debug.find("__relib__main")
+    assert entry is not None and entry.role == "relib-entry" and entry.value_params == ()
+
+
+def test_declared_from_rust_agrees(module, interface) -> None:
+    report = check(module, Policy(interface=interface, resolve=False))
+    assert not [f for f in report.errors if f.code.startswith("interface.signature")], \
+        report.errors
+    (agreed,) = report.by_code("interface.signatures-checked")
+    assert len(agreed.details["symbols"]) == len(interface)
+
+
+def test_wrong_parameter_type_is_refused_before_load(module) -> None:
+    with pytest.raises(IncompatibleModuleError) as caught:
+        load_module(module, exports={"primitive": (None, [ctypes.c_double])})
+    err = caught.value
+    assert err.code == "compat.signature-mismatch"
+    assert "__relib__Exports_primitive: parameter 1 'p': declared c_double (8 bytes)" in str(err)
+    assert "i32 (4 bytes, signed)" in str(err)
+    assert not _mapped(module)
+
+
+def test_missing_parameter_is_refused_before_load(module) -> None:
+    with pytest.raises(IncompatibleModuleError) as caught:
+        load_module(module, exports={"primitive_ret": (ctypes.c_int32, [])})
+    (finding,) = caught.value.findings
+    assert finding.code == "interface.signature-arity"
+    assert "declared 0 parameter(s)" in finding.message and "1 'p': i32" in finding.message
+    assert not _mapped(module)
+
+
+def test_correct_declaration_loads_and_calls(module, interface) -> None:
+    with load_module(module, exports=Interface(exports=interface.exports)) as m:
+        assert m.exports.primitive_ret(-2**31) == -2**31
+
+
+def _mapped(path: Path) -> bool:
+    with open("/proc/self/maps") as maps:
+        return str(path) in maps.read()
