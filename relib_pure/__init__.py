@@ -3,6 +3,7 @@
 Layers (data flows one way): :mod:`relib_pure.inspection` (bytes -> model) ->
 :mod:`relib_pure.compat` (model -> findings) -> :mod:`relib_pure.runtime`
 (load, call, unload, verify) with :mod:`relib_pure.relib` (relib's protocol) ->
+:mod:`relib_pure.reload` (watch, rebuild, swap) ->
 :mod:`relib_pure.cli`.
 
 Public names are imported lazily so ``import relib_pure`` stays cheap.
@@ -36,6 +37,8 @@ _LAZY: dict[str, str] = {
     "probe": "relib_pure.runtime",
     "load_module": "relib_pure.relib",
     "RelibModule": "relib_pure.relib",
+    "Reloader": "relib_pure.reload",
+    "ReloadEvent": "relib_pure.reload",
 }
 
 if TYPE_CHECKING:
@@ -63,6 +66,10 @@ if TYPE_CHECKING:
     from relib_pure.relib import (
         load_module as load_module,
         RelibModule as RelibModule,
+    )
+    from relib_pure.reload import (
+        Reloader as Reloader,
+        ReloadEvent as ReloadEvent,
     )
     from relib_pure.runtime import (
         load as load,

@@ -75,6 +75,14 @@ ERROR_CODES: dict[str, str] = {
     "unload.not-supported": "the relib module was built without unloading; it stays loaded",
     # reload loops
     "reload.failed": "a reload cycle failed; the last good module stays loaded",
+    "reload.incomplete": "the new library file is incomplete (truncated, or still being written when the wait ran out)",
+    "reload.build-failed": "the build command failed or could not be run",
+    "reload.invalid": "the reloader's validate callable refused the new version",
+    "reload.main-failed": "the new version's init function returned nonzero",
+    "reload.trial-failed": "the new version crashed or failed when first run in a trial child process",
+    "reload.trial-unsupported": "a declared type cannot be named in the trial child process",
+    "reload.callback-failed": "on_unload or on_load raised",
+    "reload.not-unloadable": "the relib module was built without unloading, so no version of it can be replaced",
 }
 
 

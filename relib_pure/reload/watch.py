@@ -1,0 +1,106 @@
+"""File watching for the reloader: watchdog observers reduced to "this changed, now".
+
+The library is watched through its directory (builds replace it by rename,
+which a watch on the file itself would lose); a source tree is watched
+recursively. Opening and reading a file are no changes, so the reloader's own
+copies and inspections never trigger anything. ``poll`` (seconds) uses a
+polling observer, for containers and network file systems where inotify
+sees nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
+                             FileModifiedEvent, FileMovedEvent, FileSystemEvent,
+                             FileSystemEventHandler)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Watcher", "ChangeKind"]
+
+ChangeKind = Literal["lib", "src"]
+
+# events that can change a file's bytes or name; opened/closed-without-write are not
+_CHANGES: list[type[FileSystemEvent]] = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent,
+                                         FileClosedEvent, FileDeletedEvent]
+# how long an inotify observer may take to notice stop(): its join waits this long
+_OBSERVER_TIMEOUT = 0.05
+
+
+def _paths(event: FileSystemEvent) -> tuple[str, ...]:
+    dest = getattr(event, "dest_path", "")
+    paths = (event.src_path, dest) if dest else (event.src_path,)
+    return tuple(os.fsdecode(p) for p in paths)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, match: Callable[[str], bool], kind: ChangeKind,
+                 notify: Callable[[ChangeKind, float], None]) -> None:
+        self._match = match
+        self._kind: ChangeKind = kind
+        self._notify = notify
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        if any(self._match(p) for p in _paths(event)):
+            logger.debug("%s change: %s %s", self._kind, event.event_type, _paths(event))
+            self._notify(self._kind, time.monotonic())
+
+
+class Watcher:
+    """Calls ``notify(kind, monotonic_time)`` on every change of ``library`` (``"lib"``)
+    or of a file under one of ``sources`` (``"src"``), from watchdog's thread.
+
+    Changes under ``ignore`` (build output inside a source tree) are no
+    source changes. :meth:`start` and :meth:`stop` start and join the
+    observer's threads.
+    """
+
+    def __init__(self, library: str, notify: Callable[[ChangeKind, float], None], *,
+                 sources: Sequence[str] = (), ignore: Sequence[str] = (),
+                 poll: float | None = None) -> None:
+        self.library = os.path.abspath(library)
+        self._real = os.path.realpath(self.library)
+        self.sources = tuple(os.path.abspath(s) for s in sources)
+        self._ignore = tuple(os.path.abspath(i) + os.sep for i in ignore)
+        self.poll = poll
+        self._observer: Any = None
+        self._notify = notify
+
+    def _is_library(self, path: str) -> bool:
+        return path in (self.library, self._real)
+
+    def _is_source(self, path: str) -> bool:
+        return not path.startswith(self._ignore) and not self._is_library(path)
+
+    def start(self) -> None:
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        observer = (PollingObserver(timeout=self.poll) if self.poll is not None
+                    else Observer(timeout=_OBSERVER_TIMEOUT))
+        observer.schedule(_Handler(self._is_library, "lib", self._notify),
+                          os.path.dirname(self.library), event_filter=_CHANGES)
+        for src in self.sources:
+            observer.schedule(_Handler(self._is_source, "src", self._notify), src,
+                              recursive=True, event_filter=_CHANGES)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+        logger.debug("watching %s%s (%s)", self.library,
+                     f" and {', '.join(self.sources)}" if self.sources else "",
+                     f"polling every {self.poll} s" if self.poll is not None else "inotify")
+
+    def stop(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is None:
+            return
+        observer.stop()
+        observer.join()

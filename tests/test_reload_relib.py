@@ -1,0 +1,74 @@
+"""Reloader on relib modules (the std-only Rust fixture module, protocol 0.7).
+
+The versions are the fixture's code_change scenarios (main returns 1 / 2),
+panic_main and a module built without unloading, each swapped in by renaming
+its build over the watched path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from relib_pure import Reloader, ReloadEvent
+from test_relib_host_support import EXPORTS, HostImports, import_types
+
+WAIT = 10.0
+
+
+def replace(path: Path, build: Path) -> None:
+    tmp = path.with_name(".next.so")
+    shutil.copyfile(build, tmp)
+    os.replace(tmp, path)
+
+
+def next_event(r: Reloader) -> ReloadEvent:
+    event = r.next_event(WAIT)
+    assert event is not None, "no reload event"
+    return event
+
+
+def test_relib_versions_swap_hand_over_state_and_roll_back(
+        native: Callable[[str], Path], tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "libmodule.so"
+    replace(path, native("relib_0_7_code_change_a"))
+    host = HostImports("0.7")
+    handed: list[object] = []
+
+    def on_unload(module: object) -> int:
+        return int(module.call_main(ctypes.c_uint64)) * 10  # type: ignore[attr-defined]
+
+    with Reloader(path, exports=EXPORTS, imports=host.implementations(),
+                  import_types=import_types("0.7"), main_restype=ctypes.c_uint64,
+                  debounce=0.02, on_unload=on_unload,
+                  on_load=lambda m, state: handed.append(state)) as r:
+        first = next_event(r)
+        assert (first.outcome, first.main_result) == ("loaded", 1)
+        assert r.exports.add(2, 40) == 42
+        module_a = r.module
+        replace(path, native("relib_0_7_code_change_b"))
+        event = next_event(r)
+        assert (event.outcome, event.version, event.main_result) == ("loaded", 2, 2)
+        assert event.unload is not None and event.unload.unloaded
+        assert event.unload.driver == "relib-0.7" and "freed_allocations" in event.unload.extra
+        assert not module_a.loaded and handed == [None, 10]
+        assert r.exports.add(1, 2) == 3
+
+        replace(path, native("relib_0_7_panic_main"))
+        event = next_event(r)
+        assert (event.outcome, event.serving) == ("rolled-back", 2)
+        assert event.reason is not None and event.reason.code == "call.panicked"
+        assert r.module.call_main(ctypes.c_uint64) == 2  # the restored code, not panic_main's
+        assert r.exports.add(5, 5) == 10
+
+        replace(path, native("relib_0_7_nounload"))
+        event = next_event(r)
+        assert (event.outcome, event.serving, event.unload) == ("rejected", 2, None)
+        assert event.reason is not None and event.reason.code == "reload.not-unloadable"
+    assert r.version is None
+    assert "panicked" in capfd.readouterr().err
