@@ -36,3 +36,24 @@ def native() -> Callable[[str], Path]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+import relib_kit  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def relib_kit_build() -> Callable[..., relib_kit.KitBuild]:
+    """``relib_kit_build("unloading", profile="release")``: upstream relib's test module, built.
+
+    Built from ``../shared/relib-kit`` by ``tools/relib_kit.py`` into the fixture
+    cache (keyed by the kit's content, toolchain, features and profile). On CI a
+    missing kit fails the test; elsewhere it skips with the reason.
+    """
+    def get(features: str, profile: str = "release", host: bool = True) -> relib_kit.KitBuild:
+        try:
+            return relib_kit.build(features, profile=profile, host=host)
+        except relib_kit.KitUnavailable as e:
+            if os.environ.get("CI"):
+                pytest.fail(f"relib kit missing on CI: {e}")
+            pytest.skip(f"relib kit unavailable: {e}")
+    return get

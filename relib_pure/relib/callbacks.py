@@ -25,6 +25,7 @@ from relib_pure.relib import allocs
 from relib_pure.relib.layouts import (EPRINTLN, IS_PTR_ALLOCATED, ON_ALLOC, ON_CACHED_ALLOCS,
                                       UNRECOVERABLE, UNRECOVERABLE_WITH_ID, RawSlice,
                                       StableLayout, Str)
+from relib_pure.runtime.hostcode import note_callback
 
 __all__ = ["InternalCallbacks", "callbacks_for", "write_stderr", "fatal"]
 
@@ -130,6 +131,8 @@ class InternalCallbacks:
             funcs["is_ptr_allocated"] = IS_PTR_ALLOCATED(_is_ptr_allocated)
         missing = set(generation.internal_imports) - set(funcs)
         assert not missing, f"no callback for {missing}"
+        for callback in funcs.values():
+            note_callback(callback)
         self.funcs = funcs
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from relib_pure.abi import Generation, post_symbol
 from relib_pure.errors import LoadError, SymbolMissing
 from relib_pure.relib.callbacks import write_stderr
+from relib_pure.runtime.hostcode import note_callback
 from relib_pure.relib.layouts import POST_CALLBACK, RString, RVecU8
 from relib_pure.relib.signatures import FunctionSpec
 from relib_pure.relib.values import is_struct, to_ctype
@@ -108,7 +109,7 @@ class ImportTable:
                                  "report failure, aborting\n")
                 finally:
                     os.abort()
-        return CFUNCTYPE(spec.restype, *spec.argtypes)(wrapper)
+        return note_callback(CFUNCTYPE(spec.restype, *spec.argtypes)(wrapper))
 
     def _convention_a(self, spec: FunctionSpec, func: Callable[..., Any]) -> Any:
         if spec.restype in (RString, RVecU8):
@@ -133,7 +134,7 @@ class ImportTable:
             except BaseException:
                 _report_exception(spec)
                 return False
-        return CFUNCTYPE(c_bool, c_void_p, *spec.argtypes)(wrapper)
+        return note_callback(CFUNCTYPE(c_bool, c_void_p, *spec.argtypes)(wrapper))
 
     def _convention_b(self, spec: FunctionSpec, func: Callable[..., Any], boxed: bool) -> Any:
         if not boxed and is_struct(spec.restype):
@@ -167,7 +168,7 @@ class ImportTable:
                 except BaseException:
                     pass
                 return zero
-        return CFUNCTYPE(restype, POINTER(c_bool), *spec.argtypes)(wrapper)
+        return note_callback(CFUNCTYPE(restype, POINTER(c_bool), *spec.argtypes)(wrapper))
 
     def _post(self) -> Any:
         def release(address: int | None) -> None:
@@ -176,7 +177,7 @@ class ImportTable:
                     self.boxes.pop(address or 0, None)
             except BaseException:
                 pass
-        return POST_CALLBACK(release)
+        return note_callback(POST_CALLBACK(release))
 
 
 def build_imports(specs: tuple[FunctionSpec, ...], implementations: Mapping[str, Callable[..., Any]],

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from relib_pure.errors import (AlreadyLoaded, CallError, LoadError, ModuleUnloaded, RelibError,
                                StillMapped, SymbolMissing, ThreadsStillRunning, UnloadError)
-from relib_pure.runtime import dl, procfs, verify
+from relib_pure.runtime import dl, procfs, resident, verify
 from relib_pure.runtime.driver import Driver, PlainDriver
 from relib_pure.runtime.owner import OwnerThread
 from relib_pure.runtime.report import Cause, LeakedThread, UnloadReport
@@ -342,6 +342,8 @@ class Module:
         Undoes everything on error.
         """
         t0 = time.perf_counter()
+        # before the snapshot: the host's own residents are never the module's mappings
+        resident.ensure_for(self.info.needed)
         self._snapshot()
         t1 = time.perf_counter()
         if self.owner == "thread":

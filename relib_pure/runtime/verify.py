@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from relib_pure.runtime import owner, procfs
+from relib_pure.runtime import hostcode, owner, procfs
 from relib_pure.runtime.procfs import FileId, Mapping
 from relib_pure.runtime.report import LeakedFd, LeakedThread
 
@@ -147,12 +147,15 @@ def _guard_below(data: bytes, start: int) -> bool:
 def _allocator_owned(m: Mapping, part: tuple[int, int], data: bytes) -> bool:
     """Memory the C library or CPython keeps on purpose, not the module's leak.
 
-    glibc caches the stacks of exited threads (a stack sits right above its
+    libffi keeps the executable pages of the host's ctypes callbacks
+    (:mod:`relib_pure.runtime.hostcode`); glibc caches the stacks of exited threads (a stack sits right above its
     inaccessible guard) and never unmaps malloc arenas (64 MiB aligned);
     CPython maps 1 MiB arenas for small objects.
     """
     if m.path or m.inode:
         return False
+    if "x" in m.perms and hostcode.host_code_in(*part):
+        return True  # a libffi closure page of the host's own callbacks
     size = part[1] - part[0]
     if size == _PYMALLOC_ARENA:
         return True
