@@ -6,7 +6,7 @@ stable string ``code`` (part of the public API: tests freeze the set in
 
 Codes are namespaced by layer: ``inspect.*`` (bytes not understood),
 ``compat.*`` (strict compatibility failures), ``load.*``, ``call.*``,
-``unload.*``, ``reload.*``.
+``unload.*``, ``reload.*``, ``cycle.*``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ __all__ = [
     "StillMapped",
     "BeforeUnloadPanicked",
     "ReloadError",
+    "UnloadNotClean",
 ]
 
 #: Every error code relib_pure may raise, with a one-line meaning.
@@ -83,6 +84,9 @@ ERROR_CODES: dict[str, str] = {
     "reload.trial-unsupported": "a declared type cannot be named in the trial child process",
     "reload.callback-failed": "on_unload or on_load raised",
     "reload.not-unloadable": "the relib module was built without unloading, so no version of it can be replaced",
+    # repeated load/unload checks (relib_pure.testing, run --cycles)
+    "cycle.not-clean": "a load/call/unload cycle did not unload cleanly (report attached)",
+    "cycle.growth": "process figures (memory, descriptors, threads, mappings) grew over the cycles",
 }
 
 
@@ -222,3 +226,19 @@ class ReloadError(RelibError):
     """A reload cycle failed; the last good module stays loaded."""
 
     default_code = "reload.failed"
+
+
+class UnloadNotClean(RelibError):
+    """Repeated cycles of a library were not clean (``cycle.*``).
+
+    ``run`` is the :class:`~relib_pure.runtime.cycles.CycleRun` with every
+    cycle's figures; the message is its readable verdict (what grew, the first
+    unload report that was not clean).
+    """
+
+    default_code = "cycle.not-clean"
+
+    def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None,
+                 code: str | None = None, run: Any = None) -> None:
+        self.run = run
+        super().__init__(message, path=path, code=code)

@@ -57,3 +57,13 @@ def relib_kit_build() -> Callable[..., relib_kit.KitBuild]:
                 pytest.fail(f"relib kit missing on CI: {e}")
             pytest.skip(f"relib kit unavailable: {e}")
     return get
+
+
+@pytest.fixture(scope="session")
+def relib_test_module(relib_kit_build, tmp_path_factory) -> Path:
+    """Upstream relib 0.7's ``testing/module`` built with ``unloading`` (a real relib module),
+    copied so that no other test's loader of the kit's file makes it "already loaded"."""
+    source = relib_kit_build("unloading").module
+    copy = tmp_path_factory.mktemp("relib-kit") / source.name
+    copy.write_bytes(source.read_bytes())
+    return copy
