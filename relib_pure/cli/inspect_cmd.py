@@ -1,13 +1,16 @@
-"""``relib-pure inspect PATH... [--json] [--example] [-a]``: what a library holds.
+"""``relib-pure inspect PATH... [-r] [--jobs N] [--json] [--example] [-a]``: what libraries hold.
 
-Renders :func:`relib_pure.inspection.inspect` results; decides nothing. Text
-output starts with a one-line summary per library, then the facts a user
-needs most (needed libraries, hazards, the relib part, what the DWARF
-says), then the signatures read from DWARF and the symbol lists (truncated
-unless ``--all``). ``--json`` prints one document,
-``{"version": 1, "libraries": [...], "errors": [...]}``, validated by
-``schemas/inspect.json``. Exit status: 0 when every library was read, 2 when
-any path could not be (each such path also gets a one-line error).
+Renders :func:`relib_pure.inspection.inspect` results; decides nothing.
+PATHs are library files, ``.whl`` files (their native members) and, with
+``-r``, directories; libraries are read in parallel (``--jobs``) and shown in
+the order given. Text output starts with a one-line summary per library,
+then the facts a user needs most (needed libraries, hazards, the relib
+part, what the DWARF says), then the signatures read from DWARF and the
+symbol lists (truncated unless ``--all``). ``--json`` prints one document,
+``{"version": 1, "libraries": [...], "errors": [...], "skipped": [...]}``,
+validated by ``schemas/inspect.json``. Exit status: 0 when every library
+was read, 2 when any path could not be (each such path also gets a one-line
+error). Linker scripts in directories are skipped with a note.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from relib_pure.cli.main import EXIT_OK, EXIT_USAGE, reader_gone
+from relib_pure.cli.parallel import default_jobs, run_ordered
 from relib_pure.errors import RelibError
+from relib_pure.inspection.targets import collect
 
 if TYPE_CHECKING:
     from relib_pure.model import DebugSignature, LibraryInfo
@@ -41,7 +46,12 @@ def configure_parser(subparsers: Any) -> None:
         "inspect", help="show what a library holds, without loading it",
         description="Read ELF or PE libraries statically: architecture, dependencies, "
                     "symbols, versions, unload hazards and the relib module part.")
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="library files to inspect")
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="library files, .whl files, or directories with -r")
+    parser.add_argument("-r", "--recursive", action="store_true",
+                        help="inspect every library below directory PATHs")
+    parser.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                        help="read N libraries at a time (default: every core)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document (schema: relib_pure/schemas/inspect.json)")
     parser.add_argument("--example", action="store_true",
@@ -83,33 +93,54 @@ def _execute(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not paths:
         print("relib-pure inspect: give at least one PATH or --example", file=err)
         return EXIT_USAGE
-    errors: list[RelibError] = []
-    if args.json:
-        texts: list[str] = []
-        for path in paths:
-            try:
-                texts.append(_library_json(path, args.signatures))
-            except RelibError as e:
-                errors.append(e)
-        out.write(f'{{"version": {JSON_VERSION}, "libraries": [{", ".join(texts)}], '
-                  f'"errors": {json.dumps([e.to_dict() for e in errors])}}}\n')
-        return EXIT_USAGE if errors else EXIT_OK
-    from relib_pure.inspection import inspect
-
-    first = True
-    for path in paths:
-        try:
-            info = inspect(path, signatures=args.signatures)
-        except RelibError as e:
-            errors.append(e)
-            continue
-        if not first:
-            out.write("\n")
-        first = False
-        out.write(render_text(info, show_all=args.all))
+    if args.jobs is not None and args.jobs < 1:
+        print("relib-pure inspect: --jobs must be at least 1", file=err)
+        return EXIT_USAGE
+    with collect(paths, recursive=args.recursive) as found:
+        errors: list[dict[str, Any]] = [e.to_dict() for e in found.errors]
+        tasks = [(t.path, bool(args.json), bool(args.all), bool(args.signatures))
+                 for t in found.targets]
+        results = run_ordered(_inspect_one, tasks, args.jobs or default_jobs())
+        if args.json:
+            texts: list[str] = []
+            for text, error in results:
+                if error is not None:
+                    errors.append(json.loads(found.rename_json(json.dumps(error))))
+                else:
+                    texts.append(found.rename_json(text))
+            skipped = [s.to_dict() for s in found.skipped]
+            out.write(f'{{"version": {JSON_VERSION}, "libraries": [{", ".join(texts)}], '
+                      f'"errors": {json.dumps(errors)}, "skipped": {json.dumps(skipped)}}}\n')
+            return EXIT_USAGE if errors else EXIT_OK
+        first = True
+        for text, error in results:
+            if error is not None:
+                errors.append(json.loads(found.rename(json.dumps(error))))
+                continue
+            if not first:
+                out.write("\n")
+            first = False
+            out.write(found.rename(text))
+        for skip in found.skipped:
+            out.write(f"{'' if first else chr(10)}{skip.display}: skipped ({skip.reason})\n")
+            first = False
     for error in errors:
-        print(f"relib-pure inspect: {error}", file=err)
+        where = f"{error['path']}: " if error.get("path") else ""
+        print(f"relib-pure inspect: {where}{error['message']} [{error['code']}]", file=err)
     return EXIT_USAGE if errors else EXIT_OK
+
+
+def _inspect_one(task: tuple[str, bool, bool, bool]) -> tuple[str, dict[str, Any] | None]:
+    """Worker: one library as JSON or text, or its error."""
+    path, as_json, show_all, signatures = task
+    try:
+        if as_json:
+            return _library_json(path, signatures), None
+        from relib_pure.inspection import inspect
+
+        return render_text(inspect(path, signatures=signatures), show_all=show_all), None
+    except RelibError as e:
+        return "", e.to_dict()
 
 
 def _library_json(path: str, signatures: bool = True) -> str:
@@ -139,7 +170,7 @@ def _finish_errors(args: argparse.Namespace, errors: list[RelibError], out: Text
                    err: TextIO) -> int:
     if args.json:
         out.write(json.dumps({"version": JSON_VERSION, "libraries": [],
-                              "errors": [e.to_dict() for e in errors]}) + "\n")
+                              "errors": [e.to_dict() for e in errors], "skipped": []}) + "\n")
     else:
         for e in errors:
             print(f"relib-pure inspect: {e}", file=err)
@@ -284,6 +315,12 @@ def render_text(info: LibraryInfo, show_all: bool = False) -> str:
         rows.append(("defines", ", ".join(info.version_definitions)))
     for need in info.version_needs:
         rows.append(("versions", f"{need.file}: {', '.join(need.versions)}"))
+    if info.version_needs:
+        from relib_pure.compat.manylinux import requirements
+
+        highest = requirements(info).highest
+        if highest:
+            rows.append(("highest", ", ".join(f"{f}_{v}" for f, v in highest.items())))
     if info.pe is not None:
         rows.append(("subsystem", info.pe.subsystem))
         rows.append(("dll chars", " ".join(info.pe.dll_characteristics) or "none"))

@@ -30,7 +30,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 #: subcommand modules, in the order shown by --help
-COMMANDS = ("inspect", "check", "run", "codes", "probe")
+COMMANDS = ("inspect", "check", "tree", "run", "codes", "probe")
 
 
 def reader_gone(out: TextIO) -> None:
@@ -148,7 +148,9 @@ def build_parser(json_errors: bool = False) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
-    parser = build_parser(json_errors="--json" in args_list)
+    wants_json = "--json" in args_list or "--format=json" in args_list or any(
+        a == "--format" and b == "json" for a, b in zip(args_list, args_list[1:]))
+    parser = build_parser(json_errors=wants_json)
     # Subparsers rule out parse_intermixed_args; so that `inspect a.so --json b.so`
     # works like the user expects, leftover plain words join a command's PATH list.
     args, extras = parser.parse_known_args(args_list)

@@ -31,7 +31,8 @@ from relib_pure.compat.search import (Located, LoaderConfig, Requester, find_lib
 from relib_pure.errors import RelibError
 from relib_pure.model import LibraryInfo, Symbol
 
-__all__ = ["Resolution", "Undefined", "VersionProblem", "resolve", "inspect_cached",
+__all__ = ["Resolution", "Undefined", "VersionProblem", "resolve", "locate_closure",
+           "inspect_cached",
            "resolution_findings", "clear_cache"]
 
 logger = logging.getLogger(__name__)
@@ -168,15 +169,7 @@ def resolve(info: LibraryInfo, *, ld_library_path: str | None = None,
     config = config or LoaderConfig.detect()
     if ld_library_path is None:
         ld_library_path = os.environ.get("LD_LIBRARY_PATH", "")
-    loaded = loaded_objects() if include_loaded else {}
-    # The dynamic loader itself is in every process under its PT_INTERP name
-    # and matches a NEEDED entry by its SONAME, so it is never searched for.
-    interp = interpreter()
-    if interp:
-        soname = elfhead.read_soname(interp)
-        if soname:
-            loaded = {**loaded, soname: interp}
-
+    loaded = _loaded(include_loaded)
     nodes, located, unreadable = _closure(info, ld_library_path, loaded, config, inspector)
     scope = (_global_scope(ld_library_path, loaded, config, inspector)
              if include_loaded else [])
@@ -185,6 +178,34 @@ def resolve(info: LibraryInfo, *, ld_library_path: str | None = None,
     return Resolution(info.path, tuple(located), tuple(n.info.path for n in nodes),
                       tuple(undefined), tuple(version_problems), tuple(unreadable), checked,
                       tuple(g.path for g in scope))
+
+
+def _loaded(include_loaded: bool) -> dict[str, str]:
+    """Names a NEEDED entry matches without a search: this process's objects
+    (with ``include_loaded``) and always the dynamic loader, which is in every
+    process under its PT_INTERP name and matches by its SONAME."""
+    loaded = loaded_objects() if include_loaded else {}
+    interp = interpreter()
+    if interp:
+        soname = elfhead.read_soname(interp)
+        if soname:
+            loaded = {**loaded, soname: interp}
+    return loaded
+
+
+def locate_closure(info: LibraryInfo, *, ld_library_path: str | None = None,
+                   include_loaded: bool = False, config: LoaderConfig | None = None,
+                   inspector: Inspector | None = None
+                   ) -> tuple[tuple[Located, ...], tuple[tuple[str, str], ...]]:
+    """Every NEEDED lookup of the closure of ``info``, breadth-first (each
+    name once per requester), and the dependencies that could not be read;
+    no symbol checks. By default as a fresh process (``ldd``) would see it."""
+    if ld_library_path is None:
+        ld_library_path = os.environ.get("LD_LIBRARY_PATH", "")
+    _, located, unreadable = _closure(info, ld_library_path, _loaded(include_loaded),
+                                      config or LoaderConfig.detect(),
+                                      inspector or inspect_cached)
+    return tuple(located), tuple(unreadable)
 
 
 def _closure(info: LibraryInfo, ld_library_path: str, loaded: dict[str, str],
