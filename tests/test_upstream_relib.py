@@ -262,3 +262,108 @@ def test_upstream_host_passes_same_build(relib_kit_build: Any, scenario: str) ->
 
     proc = relib_kit.run_upstream_host(relib_kit_build(scenario))
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _raw_box(module: Any, symbol: str, *args: Any,
+             argtypes: tuple[Any, ...] = ()) -> tuple[bytes, bytes]:
+    """Call a boxed 0.3+ export returning an RString by hand: the 32 bytes of its box and
+    the text they point to, both read before the box is released."""
+    import ctypes
+    import struct
+
+    from relib_pure.abi import post_symbol
+
+    fn = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.POINTER(ctypes.c_bool), *argtypes)(
+        module.symbol(symbol))
+    post = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(module.symbol(post_symbol(symbol)))
+
+    def call() -> tuple[bytes, bytes]:
+        ok = ctypes.c_bool(False)
+        box = fn(ctypes.byref(ok), *args)
+        assert ok.value and box
+        raw = ctypes.string_at(box, 32)
+        buffer, length = struct.unpack_from("<2Q", raw)
+        text = ctypes.string_at(buffer, length)
+        post(box)
+        return raw, text
+    return module.run_on_owner(call)  # type: ignore[no-any-return]
+
+
+def test_fixture_module_agrees_with_real_relib(relib_kit_build: Any, native: Any,
+                                               tmp_path: Path) -> None:
+    """The fixture module and upstream's module return the same RString shape (32 bytes:
+    buffer, length, capacity, non-null vtable inside the module) and box the same exports."""
+    import struct
+
+    import relib_pure
+    from relib_pure.abi import post_symbol
+    from relib_pure.relib import RStr
+
+    real_path = private_copy(relib_kit_build("unloading").module, tmp_path)
+    fixture_path = native("relib_0_7")
+    shapes = {}
+    for label, path in (("real", real_path), ("fixture", fixture_path)):
+        m = up.load(path) if label == "real" else relib_pure.relib.load_module(path)
+        try:
+            text = RStr.from_bytes(up.ONES)
+            raw, contents = _raw_box(m.module, "__relib__Exports_ref_owned_ret", text,
+                                     argtypes=(RStr,))
+            buffer, length, capacity, vtable = struct.unpack("<4Q", raw)
+            assert length == 100 and capacity >= 100 and buffer and vtable, (label, raw.hex())
+            assert contents == up.ONES.encode()
+            text_map = [mp for mp in relib_pure.runtime.procfs.parse_maps(
+                open("/proc/self/maps", "rb").read().splitlines())
+                if mp.start <= vtable < mp.end]
+            assert text_map and text_map[0].path == str(path), (label, hex(vtable), text_map)
+            shapes[label] = (length, capacity >= length, bool(vtable))
+        finally:
+            m.unload()
+    assert shapes["real"] == shapes["fixture"]
+    # the same boxing table for the exports both define
+    real = relib_pure.inspect(real_path)
+    fixture = relib_pure.inspect(fixture_path)
+    real_syms = {s.name for s in real.exports}
+    fixture_syms = {s.name for s in fixture.exports}
+    common = sorted(n for n in real_syms & fixture_syms
+                    if n.startswith("__relib__Exports_") or n == "__relib__main")
+    assert len(common) >= 8, common
+    table = {n: (post_symbol(n) in real_syms, post_symbol(n) in fixture_syms) for n in common}
+    assert all(a == b for a, b in table.values()), table
+    assert table["__relib__Exports_ref_owned_ret"] == (True, True)
+    assert table["__relib__Exports_primitive_ret"] == (False, False)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "relib_pure", *args], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def test_cli_run_calls_relib_main(relib_kit_build: Any, tmp_path: Path) -> None:
+    """`relib-pure run` calls a relib module's main right after load, as relib's host does."""
+    path = private_copy(relib_kit_build("unloading").module, tmp_path)
+    proc = _cli("run", "--json", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["main"] == {"symbol": "__relib__main", "result": None}
+    assert data["clean"] and data["stage"] == "done"
+    assert "[module] main called" in proc.stderr  # native stdout goes to stderr under run
+    again = _cli("run", "--call", "main", "--times", "2", "--json", str(path))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads(again.stdout)["call"]["times"] == 2
+    assert again.stderr.count("[module] main called") == 2
+
+
+def test_cli_run_refuses_threads_check(relib_kit_build: Any, tmp_path: Path) -> None:
+    """`relib-pure run` on upstream's threads_check: main's thread keeps it loaded; the
+    thread is named and the exit status is 1."""
+    path = private_copy(relib_kit_build("threads_check").module, tmp_path)
+    proc = _cli("run", "--json", str(path))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["error"]["code"] == "unload.threads-running"
+    threads = data["unload"]["leaks"]["threads"]
+    assert len(threads) == 1 and threads[0]["tid"] > 0
+    assert f"tid {threads[0]['tid']}" in data["error"]["message"]
+    text = _cli("run", str(path))
+    assert text.returncode == 1 and "thread still running: tid" in text.stdout

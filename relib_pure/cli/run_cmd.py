@@ -27,7 +27,9 @@ def add_cycle_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared with the hidden ``probe`` child command."""
     parser.add_argument("path", help="the shared library")
     parser.add_argument("--call", metavar="SYMBOL",
-                        help="call this exported function (no arguments) after loading")
+                        help="call this exported function (no arguments) after loading; a "
+                             "relib module's main is always called first, as relib's host "
+                             "does ('--call main' calls it --times times instead)")
     parser.add_argument("--restype", choices=RESTYPE_NAMES, default="void",
                         help="return type of --call (default: void)")
     parser.add_argument("--times", type=int, default=1, metavar="N",
@@ -64,6 +66,10 @@ def render_text(data: dict[str, Any]) -> str:
         return f"{data['path']}: cannot run: {err['message']} [{err['code']}]"
     lines = [f"{data['path']}: {'clean' if data['clean'] else 'NOT CLEAN'} "
              f"(stage reached: {data['stage']}{', isolated' if data['isolated'] else ''})"]
+    main = data.get("main")
+    if main:
+        lines.append(f"  called {main['symbol']} (relib main)"
+                     + (f" -> {main['result']!r}" if main["result"] is not None else ""))
     call = data.get("call")
     if call:
         lines.append(f"  called {call['symbol']}() x{call['times']}"

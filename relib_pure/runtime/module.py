@@ -463,6 +463,20 @@ class Module:
         """Owner thread: the driver's unload steps, then the native-thread check."""
         try:
             self.driver.before_close(self)
+        except ThreadsStillRunning as e:
+            # a protocol driver counts the threads; name them from the task list
+            if e.report is None and self._before is not None:
+                threads = verify.new_threads(self._before, settle=THREAD_SETTLE)
+                named = ", ".join(f"tid {t.tid} {t.name!r}" for t in threads)
+                refusal = ThreadsStillRunning(e.message + (f" ({named})" if named else ""),
+                                              path=self.path,
+                                              report=self._refusal_report(threads))
+                if not self._still_usable():
+                    self._give_up()
+                raise refusal from None
+            if not self._still_usable():
+                self._give_up()
+            raise
         except BaseException:
             if not self._still_usable():
                 self._give_up()

@@ -42,7 +42,7 @@ RESTYPES: dict[str, Any] = {
     "pointer": ctypes.c_void_p,
 }
 
-STAGES = ("start", "validate", "load", "call", "unload", "done")
+STAGES = ("start", "validate", "load", "main", "call", "unload", "done")
 # a failed compatibility check is a verdict (1), not unreadable input (2)
 _USAGE_PREFIXES = ("inspect.", "load.", "compat.expectation")
 
@@ -58,6 +58,9 @@ class RunResult:
     call: dict[str, Any] | None = None
     unload: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    #: a relib module's main, called right after load as relib's host does:
+    #: ``{"symbol", "result"}`` (``result`` is ``None`` for ``()``)
+    main: dict[str, Any] | None = None
 
     @property
     def clean(self) -> bool:
@@ -74,13 +77,13 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": SCHEMA_VERSION, "path": self.path, "isolated": False,
-                "stage": self.stage, "clean": self.clean, "call": self.call,
+                "stage": self.stage, "clean": self.clean, "main": self.main, "call": self.call,
                 "unload": self.unload, "error": self.error, "process": None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
         return cls(data["path"], data["stage"], data.get("call"), data.get("unload"),
-                   data.get("error"))
+                   data.get("error"), data.get("main"))
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,8 @@ class ProbeReport:
 
     def to_dict(self) -> dict[str, Any]:
         base: dict[str, Any] = self.result.to_dict() if self.result is not None else {
-            "version": SCHEMA_VERSION, "path": self.path, "stage": self.stage, "call": None,
-            "unload": None, "error": None}
+            "version": SCHEMA_VERSION, "path": self.path, "stage": self.stage, "main": None,
+            "call": None, "unload": None, "error": None}
         base.update(isolated=True, stage=self.stage, clean=self.clean, process={
             "exit_status": self.exit_status, "signal": self.signal,
             "signal_name": self.signal_name, "timed_out": self.timed_out,
@@ -135,8 +138,11 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
 
     ``protocol`` picks the driver as :func:`relib_pure.load` does (relib's for
     relib modules built with unloading); ``False`` treats every library as
-    plain. Errors the host raises on purpose become the result's ``error``;
-    anything else propagates.
+    plain. A relib module's ``main`` is called right after loading, as relib's
+    own host does (its panic is the result's error, and the module is still
+    unloaded); ``call="main"`` on a relib module calls it ``times`` times instead.
+    Errors the host raises on purpose become the result's ``error``; anything
+    else propagates.
     """
     from relib_pure.runtime.module import load_validated, protocol_driver
     from relib_pure.runtime.validate import validate
@@ -145,6 +151,7 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
     shown = os.fspath(path)
     stage = "start"
     call_info: dict[str, Any] | None = None
+    main_info: dict[str, Any] | None = None
     report = None
 
     def reach(name: str) -> None:
@@ -161,8 +168,17 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
         module = load_validated(validated, owner=owner,  # type: ignore[arg-type]
                                 lazy=lazy, deepbind=deepbind, driver=driver)
         try:
+            # relib protocol drivers bind the module's main (``__relib__main``)
+            main = getattr(module.driver, "main", None)
+            if main is not None and call != "main":
+                reach("main")
+                main_info = {"symbol": main.symbol, "result": None}
+                main_info["result"] = _json_value(module.run_on_owner(main))
             if call is not None:
-                fn = module.function(call, RESTYPES[restype], ())
+                if main is not None and call == "main":
+                    fn = lambda: module.run_on_owner(main)  # noqa: E731
+                else:
+                    fn = module.function(call, RESTYPES[restype], ())
                 reach("call")
                 last = None
                 for _ in range(times):
@@ -173,13 +189,13 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
             reach("unload")
             report = module.unload()
         reach("done")
-        return RunResult(shown, stage, call_info, report.to_dict(), None)
+        return RunResult(shown, stage, call_info, report.to_dict(), None, main_info)
     except RelibError as e:
         # a failed call still unloads (finally above): keep that report
         carried = getattr(e, "report", None)  # compat errors carry a CheckReport
         report_obj = carried if isinstance(carried, UnloadReport) else report
         unload = report_obj.to_dict() if report_obj is not None else None
-        return RunResult(shown, stage, call_info, unload, e.to_dict())
+        return RunResult(shown, stage, call_info, unload, e.to_dict(), main_info)
 
 
 def _json_value(value: Any) -> Any:
