@@ -54,11 +54,15 @@ class _ToDict:
 class Symbol(_ToDict):
     """A symbol the library defines and exports (ELF ``.dynsym`` defined entry).
 
-    ``kind``: ``func``, ``object``, ``tls``, ``ifunc``, ``common``, ``notype``;
-    ``binding``: ``global``, ``weak``, ``gnu_unique``;
+    ``kind``: ``func``, ``object``, ``tls``, ``ifunc``, ``common``, ``notype``
+    (PE: ``func`` or ``object`` by the section the address lies in, or
+    ``forwarder``); ``binding``: ``global``, ``weak``, ``gnu_unique``;
     ``visibility``: ``default``, ``protected``. ``version`` is the symbol
     version name (``None`` when unversioned); ``default_version`` is false for
-    hidden (``@``, not ``@@``) versions.
+    hidden (``@``, not ``@@``) versions. ``value`` is the address relative to
+    the load base (ELF ``st_value``, PE RVA); ``ordinal`` is the PE export
+    ordinal (``None`` for ELF). PE exports without a name are only in
+    :attr:`PEInfo.exports`.
     """
 
     name: str
@@ -69,6 +73,7 @@ class Symbol(_ToDict):
     value: int
     version: str | None = None
     default_version: bool = True
+    ordinal: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,11 @@ class ImportedSymbol(_ToDict):
 
     ``version`` is the required version name, ``version_file`` the library the
     version requirement names (``libc.so.6``), ``weak`` true for weak references
-    (which may stay unresolved).
+    (which may stay unresolved). ``library``: the library the reference is
+    bound to by the file itself (PE: its DLL; ELF: ``None``, bound by the
+    lookup scope); ``ordinal``: a PE import by ordinal, whose ``name`` is
+    then ``#<ordinal>``. A PE import's ``kind`` is ``notype`` (the table does
+    not say).
     """
 
     name: str
@@ -85,6 +94,8 @@ class ImportedSymbol(_ToDict):
     weak: bool
     version: str | None = None
     version_file: str | None = None
+    library: str | None = None
+    ordinal: int | None = None
 
 
 @dataclass(frozen=True)

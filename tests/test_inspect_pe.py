@@ -6,6 +6,7 @@ compilation-info text), never from the reader under test.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -420,3 +421,77 @@ def test_pe32_dll(pe32_dll: Path) -> None:
     assert ci is not None and ci.source == "pe-basereloc"  # a HIGHLOW relocation
     assert ci.raw == "1.95.0 (59807616e 2026-04-14)|i686-pc-windows-gnu|22.1.2|0.7.0|1"
     assert ci.host_triple == "i686-pc-windows-gnu"
+
+
+def _code_ranges(path: Path, image_base: int) -> list[tuple[int, int]]:
+    """RVA ranges of the sections objdump flags CODE."""
+    text = subprocess.run([OBJDUMP, "-h", str(path)], capture_output=True, text=True,
+                          check=True).stdout
+    ranges = []
+    for m in re.finditer(r"^\s*\d+ (\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s.*\n\s+(.*)$", text, re.M):
+        if "CODE" in m[4].split(", "):
+            start = int(m[3], 16) - image_base
+            ranges.append((start, start + int(m[2], 16)))
+    return ranges
+
+
+def test_exports_and_imports_have_the_elf_shape(dll: Path, dumped: ObjdumpPE) -> None:
+    """``info.exports``/``info.imports`` hold a DLL's symbols as for ELF."""
+    info = read(dll)
+    code = _code_ranges(dll, dumped.image_base)
+    assert code
+    named = {o: (n, rva, fwd) for o, (n, rva, fwd) in dumped.exports.items() if n}
+    assert {s.ordinal: s.name for s in info.exports} == {o: v[0] for o, v in named.items()}
+    for sym in info.exports:
+        name, rva, fwd = named[sym.ordinal]
+        assert sym.value == rva and sym.binding == "global" and sym.version is None
+        if fwd:
+            assert sym.kind == "forwarder"
+        else:
+            in_code = any(lo <= rva < hi for lo, hi in code)
+            assert sym.kind == ("func" if in_code else "object"), (name, sym.kind)
+    kinds = {s.name: s.kind for s in info.exports}
+    assert (kinds["pe_add"], kinds["pe_exported_counter"], kinds["pe_forwarded_sleep"]) == \
+        ("func", "object", "forwarder")
+    assert info.find_export("pe_add") is not None
+    got: dict[str, list[tuple[str | None, int | None]]] = {}
+    for imp in info.imports:
+        assert imp.library is not None and not imp.weak
+        assert imp.name == (f"#{imp.ordinal}" if imp.ordinal is not None else imp.name)
+        got.setdefault(imp.library, []).append(
+            (None if imp.ordinal is not None else imp.name, imp.ordinal))
+    assert got == dumped.imports
+
+
+def test_check_names_dll_imports_and_exports(native, capsys) -> None:
+    """A plain DLL's references are checked by name like an ELF library's."""
+    from relib_pure.cli.main import main
+
+    path = str(native("pe_dll_minimal"))
+    capsys.readouterr()
+    code = main(["check", path, "--json", "--exports", "no_such_export",
+                 "--imports", "GetProcAddress,NotImportedAtAll"])
+    doc = json.loads(capsys.readouterr().out)
+    by_code = {f["code"]: f for f in doc["findings"]}
+    assert code == 1
+    assert by_code["interface.missing-export"]["details"]["missing"] == ["no_such_export"]
+    assert by_code["interface.missing-import"]["details"]["missing"] == ["NotImportedAtAll"]
+
+
+def test_json_exports_of_a_dll_are_filled(dll: Path, capsys) -> None:
+    from importlib import resources
+
+    import jsonschema
+
+    from relib_pure.cli.main import main
+
+    capsys.readouterr()
+    assert main(["inspect", "--json", str(dll)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    jsonschema.validate(doc, json.loads(resources.files("relib_pure")
+                                        .joinpath("schemas/inspect.json").read_text()))
+    (lib,) = doc["libraries"]
+    assert [(s["name"], s["ordinal"]) for s in lib["exports"]] == \
+        [(e["name"], e["ordinal"]) for e in lib["pe"]["exports"] if e["name"]]
+    assert len(lib["imports"]) == len(lib["pe"]["imports"]) > 0
+    assert {i["library"] for i in lib["imports"]} == set(lib["needed"])

@@ -37,8 +37,9 @@ def _plain_fields(cls: type, names: tuple[str, ...]) -> bool:
 # directly gives equal objects at a sixth of the cost; it is used only while
 # the model classes have exactly these fields (else the constructors run).
 _FAST = (_plain_fields(Symbol, ("name", "kind", "binding", "visibility", "size", "value",
-                                "version", "default_version"))
-         and _plain_fields(ImportedSymbol, ("name", "kind", "weak", "version", "version_file")))
+                                "version", "default_version", "ordinal"))
+         and _plain_fields(ImportedSymbol, ("name", "kind", "weak", "version", "version_file",
+                                            "library", "ordinal")))
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,8 @@ def read_symbols(image: Image, strings: StringTable, *, offset: int, count: int,
             if fast:
                 imp = new(ImportedSymbol)
                 imp.__dict__.update(name=name, kind=kind, weak=binding == "weak",
-                                    version=version, version_file=version_file)
+                                    version=version, version_file=version_file,
+                                    library=None, ordinal=None)
             else:
                 imp = ImportedSymbol(name, kind, binding == "weak", version, version_file)
             imports.append(imp)
@@ -190,7 +192,7 @@ def read_symbols(image: Image, strings: StringTable, *, offset: int, count: int,
             sym = new(Symbol)
             sym.__dict__.update(name=name, kind=kind, binding=binding, visibility=visibility,
                                 size=size, value=value, version=version,
-                                default_version=not hidden)
+                                default_version=not hidden, ordinal=None)
         else:
             sym = Symbol(name, kind, binding, visibility, size, value, version, not hidden)
         exports.append(sym)

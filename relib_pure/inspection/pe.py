@@ -38,7 +38,8 @@ from relib_pure.inspection.pe_tables import (REL_BASED_DIR64, REL_BASED_HIGHLOW,
                                              has_base_reloc, read_exports)
 from relib_pure.inspection.relib_info import (MAX_COMPILATION_INFO_LEN,
                                              classify_relib_symbols, decode_compilation_info)
-from relib_pure.model import CompilationInfo, LibraryInfo, PEExport, PEImport, PEInfo, RelibInfo
+from relib_pure.model import (CompilationInfo, ImportedSymbol, LibraryInfo, PEExport, PEImport,
+                              PEInfo, RelibInfo, Symbol)
 
 __all__ = ["read_pe", "PE_MACHINES"]
 
@@ -139,9 +140,40 @@ def _read(path: str, pe: pefile.PE, data: Data, size: int) -> LibraryInfo:
         sha256=hashlib.sha256(data).hexdigest(),
         soname=dll_name,
         needed=needed,
+        exports=_symbols(layout, exports),
+        imports=tuple(_imported(i) for i in imports),
         pe=info,
         relib=relib,
     )
+
+
+# -- the format-neutral symbol lists ---------------------------------------------------------
+
+_SCN_MEM_EXECUTE = 0x20000000
+
+
+def _symbols(layout: Layout, exports: tuple[PEExport, ...]) -> tuple[Symbol, ...]:
+    """Named exports as :class:`Symbol`, so ``info.exports`` reads the same for
+    ELF and PE: code or data by the section the RVA lies in."""
+    out = []
+    for e in exports:
+        if e.name is None:
+            continue
+        if e.forwarder is not None:
+            kind = "forwarder"
+        else:
+            section = layout.section_of(e.rva)
+            code = section is not None and bool(section.characteristics & _SCN_MEM_EXECUTE)
+            kind = "func" if code else "object"
+        out.append(Symbol(name=e.name, kind=kind, binding="global", visibility="default",
+                          size=0, value=e.rva, ordinal=e.ordinal))
+    return tuple(out)
+
+
+def _imported(imp: PEImport) -> ImportedSymbol:
+    name = imp.name if imp.name is not None else f"#{imp.ordinal}"
+    return ImportedSymbol(name=name, kind="notype", weak=False, library=imp.dll,
+                          ordinal=imp.ordinal)
 
 
 # -- errors ---------------------------------------------------------------------------------
