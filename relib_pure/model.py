@@ -275,8 +275,8 @@ class DebugType(_ToDict):
     DWARF does not say, e.g. an incomplete struct). ``name`` is the spelling
     (``int``, ``i32``, ``*mut bool``, ``struct sig_span``; the typedef's name
     when one was looked through, in ``typedef``). ``target`` is what a
-    pointer points to (its fields are not expanded: a linked list would
-    recurse); ``fields`` the members of a struct/union (down to a bounded
+    pointer points to (expanded less deep than a member, so a linked list
+    ends) or an array's element; ``fields`` the members of a struct/union (down to a bounded
     depth: ``truncated`` says they were cut). Rust's ``MaybeUninit<T>``,
     ``ManuallyDrop<T>`` and ``MaybeDangling<T>`` wrappers, which have
     ``T``'s ABI, are unwrapped.

@@ -97,3 +97,14 @@ def test_correct_declaration_loads_and_calls(module, interface) -> None:
 def _mapped(path: Path) -> bool:
     with open("/proc/self/maps") as maps:
         return str(path) in maps.read()
+
+
+def test_bench_dwarf_smoke(module, repo_root: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(repo_root / "tools" / "bench_dwarf.py"),
+                           "--runs", "1", "--library", str(module)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "ratio relib-pure/readelf" in done.stdout and "target <= 0.5 s" in done.stdout

@@ -30,7 +30,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 #: subcommand modules, in the order shown by --help
-COMMANDS = ("inspect", "check", "tree", "run", "watch", "codes", "probe")
+COMMANDS = ("inspect", "check", "diff", "tree", "run", "watch", "codes", "probe")
 
 
 def reader_gone(out: TextIO) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from relib_pure.compat.report import _SIGNATURE_CODES, Finding
 from relib_pure.model import DebugInfo, DebugSignature, DebugType
 
-__all__ = ["check_signatures", "Declared", "SIGNATURE_ERROR_CODES"]
+__all__ = ["check_signatures", "debug_leaves", "Declared", "SIGNATURE_ERROR_CODES"]
 
 #: finding codes that mean "the declared signature is not what was compiled"
 SIGNATURE_ERROR_CODES = _SIGNATURE_CODES
@@ -155,6 +155,13 @@ def _mismatch(ctype: Any, found: DebugType) -> tuple[str, str] | None:
 
 
 # -- leaves ----------------------------------------------------------------------------
+
+
+def debug_leaves(t: DebugType) -> list[tuple[int, int, str]] | None:
+    """The ``(offset, size, class)`` scalar leaves a DWARF type is made of
+    (``None`` when incomplete or opaque): two types with the same leaves
+    travel the same way through a call."""
+    return _leaves_of_debug(t)
 
 
 def _leaves_of_ctype(ctype: Any, base: int = 0, depth: int = 0) -> list[Leaf] | None:

@@ -46,6 +46,8 @@ MAX_DIES = 2_000_000
 MAX_FUNCTIONS = 4096
 #: nesting of struct fields expanded (and of type chains followed)
 MAX_TYPE_DEPTH = 6
+#: depth a pointer hop costs (its target's fields are read one level less deep)
+_POINTER_DEPTH = 3
 #: members / parameters kept per aggregate / function
 MAX_MEMBERS = 512
 
@@ -169,7 +171,7 @@ class _Reader:
         self.targets = targets
         self.skipped = skipped
         self.dies = 0
-        self.types: dict[int, DebugType] = {}
+        self.types: dict[tuple[int, int], DebugType] = {}
 
     def read(self) -> DebugInfo:
         from elftools.elf.elffile import ELFFile
@@ -361,16 +363,15 @@ class _Reader:
         return self._type(die.get_DIE_from_attribute("DW_AT_type"), depth)
 
     def _type(self, die: Any, depth: int) -> DebugType:
-        key = die.offset
+        key = (die.offset, depth)
         cached = self.types.get(key)
-        if cached is not None and (not cached.truncated or depth == 0):
-            return cached
-        result = self._build_type(die, depth)
-        if cached is None or not result.truncated:
-            self.types[key] = result
-        return result
+        if cached is None:
+            cached = self.types[key] = self._build_type(die, depth)
+        return cached
 
     def _build_type(self, die: Any, depth: int) -> DebugType:
+        if depth > MAX_TYPE_DEPTH * 3:  # a pointer chain that does not end (corrupt)
+            return DebugType("...", "unknown", None, truncated=True)
         typedef: str | None = None
         hops = 0
         while die.tag in _LOOK_THROUGH:
@@ -398,9 +399,8 @@ class _Reader:
             if bare is not None and bare.tag == "DW_TAG_subroutine_type":
                 return DebugType(name or "function pointer", "function-pointer", size or 8,
                                  typedef=typedef)
-            target = _VOID if pointee is None else (
-                self._type(pointee, MAX_TYPE_DEPTH) if depth < MAX_TYPE_DEPTH * 2
-                else DebugType("...", "unknown", None, truncated=True))
+            # a pointer costs more depth than a member: a linked list stops soon
+            target = _VOID if pointee is None else self._type(pointee, depth + _POINTER_DEPTH)
             return DebugType(name or f"{target.name} *", "pointer", size or 8, target=target,
                              typedef=typedef)
         if tag in _AGGREGATES:
