@@ -303,7 +303,8 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
     - ``exports``: declared public exports (an ``Interface``, a mapping
       ``{name: (restype, [argtypes])}`` or :class:`FunctionSpec` items; trait
       ``Exports`` unless they name one); ``interface`` may carry both
-      directions (its ``exports`` and ``imports``).
+      directions (its ``exports`` and ``imports``), and so may an
+      ``Interface`` given as ``exports``.
     - ``imports``: ``{name: callable}`` implementations of the module's public
       imports (or ``{name: (restype, [argtypes], callable)}``); their signatures
       come from ``interface``/``import_types`` otherwise.
@@ -332,6 +333,9 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
 
     validated = validate(path, check=False)
     gen, ci = select_generation(validated.info)
+    if interface is None and getattr(exports, "imports", ()):
+        # an Interface passed as ``exports`` declares both directions, as it reads
+        interface, exports = exports, None
     export_specs = list(normalize_specs(getattr(interface, "exports", ()), "Exports")) \
         if interface is not None else []
     if exports is not None:

@@ -575,10 +575,31 @@ class Module:
                                 "or one it started) is alive" if self._owner is None else
                                 "the owner thread had not exited before dlclose"))
         if loader_knows and not causes:
+            brought = self._dependencies_brought_in()
+            if brought:
+                causes.append(Cause("dependency-bound", ", ".join(brought)))
+        if loader_knows and not causes:
             causes.append(Cause("another-handle"))
         if not loader_knows:
             causes.append(Cause("leftover-mapping"))
         return tuple(causes)
+
+
+    def _dependencies_brought_in(self) -> tuple[str, ...]:
+        """Binding-kind NEEDED libraries first mapped by this module's load and still mapped."""
+        before = self._before
+        if before is None:
+            return ()
+        names = [n for n in resident.BINDING_DEPENDENCIES if n in self.info.needed]
+        if not names:
+            return ()
+        now = procfs.read_maps()
+        out = []
+        for name in names:
+            tail = b"/" + os.fsencode(name) + b"\n"
+            if tail not in before.maps and tail in now:
+                out.append(name)
+        return tuple(out)
 
 
 def _wait_owner_gone(owner: OwnerThread) -> bool:

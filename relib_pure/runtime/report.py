@@ -19,6 +19,10 @@ CAUSES: dict[str, str] = {
     "gnu-unique": "the library defines STB_GNU_UNIQUE symbols, which make glibc mark it NODELETE",
     "tls-destructors": "a live thread registered thread-local destructors in the library "
                        "(__cxa_thread_atexit_impl), so glibc keeps it until that thread exits",
+    "dependency-bound": "a library this module's load brought into the process (libgcc_s.so.1) "
+                        "bound symbols to the module and is still held by other libraries, so "
+                        "glibc keeps the module for it; relib_pure keeps such libraries resident "
+                        "before the first module (runtime.resident) to prevent this",
     "another-handle": "the loader still holds the object: another dlopen handle or a library "
                       "that depends on it",
     "leftover-mapping": "the loader has released the object but a mapping of the file remains "

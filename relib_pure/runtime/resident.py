@@ -17,12 +17,14 @@ import threading
 
 from relib_pure.runtime import dl
 
-__all__ = ["RESIDENT", "ensure_for", "resident_names"]
+__all__ = ["BINDING_DEPENDENCIES", "RESIDENT", "ensure_for", "resident_names"]
 
 logger = logging.getLogger(__name__)
 
+#: libraries known to bind symbols to the module that first brings them in
+BINDING_DEPENDENCIES: tuple[str, ...] = ("libgcc_s.so.1",)
 #: NEEDED names the host loads itself before a module that needs them
-RESIDENT: tuple[str, ...] = ("libgcc_s.so.1",)
+RESIDENT: tuple[str, ...] = BINDING_DEPENDENCIES
 
 _handles: dict[str, int] = {}
 _failed: dict[str, str] = {}
