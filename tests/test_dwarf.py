@@ -158,3 +158,13 @@ def test_mutated_dwarf_is_read_or_refused_in_bounded_time(v1) -> None:
             refused += 1
         assert time.perf_counter() - start < 2.0
     assert refused > 0  # the mutations do reach the parser
+
+
+def test_die_budget_leaves_the_rest_unread(v1, monkeypatch) -> None:
+    from relib_pure.inspection import dwarf
+
+    monkeypatch.setattr(dwarf, "MAX_DIES", 20)
+    debug = read_debug_info(inspect(v1))
+    assert debug.status == "ok" and debug.skipped > 0
+    assert "reading bound" in (debug.message or "")
+    assert len(debug.signatures) + debug.skipped == 9

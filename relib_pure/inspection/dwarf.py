@@ -39,8 +39,9 @@ __all__ = ["read_debug_info", "with_debug_info", "MAX_DIES", "MAX_FUNCTIONS", "M
 
 logger = logging.getLogger(__name__)
 
-#: DIEs parsed in one read, over every unit: a unit of a real relib debug
-#: module has a few thousand, a corrupt length field claims millions
+#: DIEs parsed in one read, over every unit (a unit of a real relib debug
+#: module has a few thousand): past it the rest is left unread and counted in
+#: ``DebugInfo.skipped``
 MAX_DIES = 2_000_000
 #: plain exported functions read (relib's own are always read)
 MAX_FUNCTIONS = 4096
@@ -183,19 +184,32 @@ class _Reader:
         by_unit, total = self._units_of(dwarf)
         found: dict[str, DebugSignature] = {}
         version: int | None = None
+        unread: set[int] = set()
+        read = 0
         for offset in sorted(by_unit):
+            if self.dies >= MAX_DIES:
+                unread |= by_unit[offset]
+                continue
             cu = dwarf.get_CU_at(offset)
             version = version or int(cu["version"])
-            self._scan(dwarf, cu, by_unit[offset], found)
+            if not self._scan(dwarf, cu, by_unit[offset], found):
+                unread |= by_unit[offset]
+            read += 1
         wanted = [t for ts in self.targets.values() for t in ts]
+        cut = {t.symbol for a in unread for t in self.targets[a] if t.symbol not in found}
         missing = sorted(t.symbol for t in wanted if t.symbol not in found
-                         and (t.code or t.role != "function"))
+                         and t.symbol not in cut and (t.code or t.role != "function"))
         ordered = tuple(found[t.symbol] for t in sorted(wanted, key=lambda t: t.symbol)
                         if t.symbol in found)
+        message = None
+        if cut:
+            message = (f"stopped after {MAX_DIES} DIEs (the reading bound): "
+                       f"{len(cut)} symbol(s) not read")
+            logger.warning("%s: %s", self.path, message)
         logger.debug("%s: %d signature(s) from %d of %d unit(s), %d DIEs", self.path,
-                     len(ordered), len(by_unit), total, self.dies)
-        return DebugInfo("ok", None, version, ordered, tuple(missing), len(by_unit), total,
-                         self.skipped)
+                     len(ordered), read, total, self.dies)
+        return DebugInfo("ok", message, version, ordered, tuple(missing), read, total,
+                         self.skipped + len(cut))
 
     @staticmethod
     def _absent_message(elf: Any) -> str:
@@ -286,12 +300,16 @@ class _Reader:
     # -- one unit ------------------------------------------------------------------------
 
     def _scan(self, dwarf: Any, cu: Any, addrs: set[int],
-              found: dict[str, DebugSignature]) -> None:
+              found: dict[str, DebugSignature]) -> bool:
+        """Fill ``found`` from one unit; false when the DIE budget ran out in it."""
         unit = _text(cu.get_top_DIE().attributes.get("DW_AT_name"))
+        pending = {t.symbol for a in addrs for t in self.targets[a]} - set(found)
         for die in cu.iter_DIEs():
+            if not pending:
+                return True  # the rest of the unit holds nothing asked for
             self.dies += 1
             if self.dies > MAX_DIES:
-                raise _bad(self.path, f"more than {MAX_DIES} DIEs in the units read")
+                return False
             tag = die.tag
             if tag == "DW_TAG_subprogram":
                 low = die.attributes.get("DW_AT_low_pc")
@@ -303,6 +321,7 @@ class _Reader:
                 for t in self.targets.get(addr, ()):
                     if t.code and t.symbol not in found:
                         found[t.symbol] = self._function(die, t, unit)
+                        pending.discard(t.symbol)
             elif tag == "DW_TAG_variable" and "DW_AT_location" in die.attributes:
                 addr = _location_address(dwarf, cu, die.attributes["DW_AT_location"])
                 if addr is None or addr not in addrs:
@@ -312,6 +331,8 @@ class _Reader:
                         sig = self._slot(die, t, unit)
                         if sig is not None:
                             found[t.symbol] = sig
+                        pending.discard(t.symbol)
+        return True
 
     def _function(self, die: Any, target: _Target, unit: str | None) -> DebugSignature:
         origin = _origin(die)
