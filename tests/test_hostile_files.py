@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -213,3 +214,36 @@ def test_gnu_hash_chain_without_end_bit(plain, tmp_path: Path) -> None:
     assert shown.returncode == 2
     assert "inspect.too-large" in shown.stderr and str(crafted) in shown.stderr
 
+
+def test_ctrl_c_while_hashing_is_a_clean_interrupt(plain, tmp_path: Path) -> None:
+    """SIGINT while ``inspect --json`` hashes a big file: exit 130, one line on
+    stderr, no traceback (the hash reads through its own descriptor, so no
+    buffer export pins the mapping: no ``BufferError`` on the way out)."""
+    from relib_pure.inspection import MAX_HASHED_SIZE
+
+    path, _ = plain
+    big = tmp_path / "libbig.so"
+    big.write_bytes(path.read_bytes())
+    os.truncate(big, MAX_HASHED_SIZE)  # the largest file that is hashed
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "relib_pure", "inspect", "--json", str(big)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + SECONDS
+    read = 0
+    # interrupt once the hash has read 64 MiB of the file (and is far from done)
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/io") as f:
+                read = int(next(line for line in f if line.startswith("rchar:")).split()[1])
+        except (OSError, StopIteration):
+            break
+        if read > 64 << 20:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.005)
+    out, err = proc.communicate(timeout=3 * SECONDS)
+    assert read > 64 << 20, f"the hash never started: {err}"
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert "Traceback" not in err and "BufferError" not in err, err
+    assert err.strip() == "relib-pure: interrupted"
+    assert out == ""

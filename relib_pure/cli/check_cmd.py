@@ -44,7 +44,7 @@ def configure_parser(subparsers: Any) -> None:
         description="Check libraries against this interpreter and an expectation, without "
                     "loading them.",
         epilog="exit status: 0 no error findings, 1 error findings (--strict: or warnings), "
-               "2 usage or unreadable input")
+               "2 usage or unreadable input, 130 interrupted (Ctrl-C)")
     # optional here so that `--exports A B lib.so` (path swallowed) can be repaired
     p.add_argument("paths", metavar="PATH", nargs="*",
                    help="libraries, .whl files, or directories with -r")
