@@ -123,3 +123,19 @@ def test_check_cli_rust_interface(module, capsys) -> None:
     assert "interface.signatures-checked" in codes
     assert not any(c.startswith("interface.signature-") for c in codes)
     assert main(["check", str(module), "--rust-interface", "no-colon"]) == 2
+
+
+def test_diff_debug_against_release_build(module, relib_kit_build) -> None:
+    """The same source in release: nothing a host sees changed, and without
+    DWARF on one side the signatures are said not compared."""
+    from relib_pure.compat.diff import diff_libraries
+
+    release = relib_kit_build("unloading").module
+    result = diff_libraries(inspect(module, signatures=True), inspect(release, signatures=True))
+    assert not result.breaking, [c.message for c in result.changes]
+    codes = {c.code for c in result.changes}
+    assert "diff.signatures-unavailable" in codes
+    assert not codes & {"diff.export-removed", "diff.compilation-changed", "diff.boxing-changed"}
+    # the optimiser may drop a libc reference; relib's import slots stay the same
+    assert all(not c.details.get("relib") for c in result.changes
+               if c.code in ("diff.import-added", "diff.import-removed"))

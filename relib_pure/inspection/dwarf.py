@@ -49,6 +49,8 @@ MAX_FUNCTIONS = 4096
 MAX_TYPE_DEPTH = 6
 #: depth a pointer hop costs (its target's fields are read one level less deep)
 _POINTER_DEPTH = 3
+#: uncompressed size a compressed debug section may claim (or 64x the file)
+MAX_INFLATED = 256 << 20
 #: members / parameters kept per aggregate / function
 MAX_MEMBERS = 512
 
@@ -180,6 +182,7 @@ class _Reader:
         elf = ELFFile(self.stream)
         if elf.get_section_by_name(".debug_info") is None:
             return DebugInfo("absent", self._absent_message(elf), skipped=self.skipped)
+        self._check_compressed(elf)
         dwarf = elf.get_dwarf_info(relocate_dwarf_sections=False)
         by_unit, total = self._units_of(dwarf)
         found: dict[str, DebugSignature] = {}
@@ -210,6 +213,17 @@ class _Reader:
                      len(ordered), read, total, self.dies)
         return DebugInfo("ok", message, version, ordered, tuple(missing), read, total,
                          self.skipped + len(cut))
+
+    def _check_compressed(self, elf: Any) -> None:
+        """pyelftools inflates a compressed (``SHF_COMPRESSED``) section whole:
+        a size claim far beyond the file's is a decompression bomb, not DWARF."""
+        self.stream.seek(0, os.SEEK_END)
+        limit = max(MAX_INFLATED, 64 * self.stream.tell())
+        for section in elf.iter_sections():
+            if section.name.startswith(".debug_") and section.compressed \
+                    and section.data_size > limit:
+                raise _bad(self.path, f"{section.name} claims {section.data_size} bytes "
+                                      f"uncompressed (more than {limit})")
 
     @staticmethod
     def _absent_message(elf: Any) -> str:
