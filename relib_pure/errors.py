@@ -6,7 +6,7 @@ stable string ``code`` (part of the public API: tests freeze the set in
 
 Codes are namespaced by layer: ``inspect.*`` (bytes not understood),
 ``compat.*`` (strict compatibility failures), ``load.*``, ``call.*``,
-``unload.*``, ``reload.*``, ``cycle.*``.
+``unload.*``, ``reload.*``, ``example.*``. ``cycle.*``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ ERROR_CODES: dict[str, str] = {
     "inspect.malformed": "a header, table or string is corrupt",
     "inspect.not-a-library": "an ELF executable or relocatable object, not a shared library",
     "inspect.unsupported": "a valid file of a kind this version cannot read",
-    "inspect.too-large": "a table declares more entries than any real library holds (the bound that keeps time and memory in check)",
     "inspect.no-compilation-info": "the library has no relib compilation info",
     "inspect.bad-dwarf": "the DWARF debug information is corrupt or exceeds a reading bound",
     # compatibility (raised only by strict calls; otherwise reported as findings)
@@ -75,6 +74,10 @@ ERROR_CODES: dict[str, str] = {
     "unload.still-mapped": "the library is still mapped after dlclose",
     "unload.wrong-thread": "unload was requested from a thread that does not own the module",
     "unload.not-supported": "the relib module was built without unloading; it stays loaded",
+    # the example module, built on first use
+    "example.no-compiler": "building the example needs rustc or a C compiler, and neither is on PATH",
+    "example.no-source": "the example's source is missing from the installed package",
+    "example.build-failed": "the compiler failed to build the example (its output attached)",
     # reload loops
     "reload.failed": "a reload cycle failed; the last good module stays loaded",
     "reload.incomplete": "the new library file is incomplete (truncated, or still being written when the wait ran out)",
@@ -243,3 +246,9 @@ class UnloadNotClean(RelibError):
                  code: str | None = None, run: Any = None) -> None:
         self.run = run
         super().__init__(message, path=path, code=code)
+
+
+class ExampleError(RelibError):
+    """The example module could not be built (``example.*``)."""
+
+    default_code = "example.build-failed"

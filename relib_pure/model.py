@@ -346,7 +346,7 @@ class DebugInfo(_ToDict):
     ``units_total`` compile units were parsed: only those holding the
     symbols. ``missing`` lists the symbols no DWARF entry describes (code
     from objects built without ``-g``); ``skipped`` counts exported
-    functions left out past the reading bounds (``message`` then says which).
+    functions left out past the reading bound.
     """
 
     status: str
@@ -373,9 +373,7 @@ class LibraryInfo(_ToDict):
     ``format`` is ``elf`` or ``pe``; ``machine`` a normalised architecture name
     (``x86_64``, ``aarch64``, ``i386``, ``arm``, ...); ``bits`` 32 or 64;
     ``endianness`` ``little`` or ``big``; ``os`` the target OS (``linux`` for
-    ELF System V/GNU ABI, ``windows`` for PE). ``sha256`` is of the whole file
-    (``""`` for a file over 1 GiB, ``relib_pure.inspection.MAX_HASHED_SIZE``,
-    which is not hashed).
+    ELF System V/GNU ABI, ``windows`` for PE). ``sha256`` is of the whole file.
     ``elf_type`` is ``DYN`` for shared libraries (``None`` for PE).
     ``dynamic_flags`` / ``dynamic_flags_1`` list names like ``BIND_NOW``,
     ``NOW``, ``NODELETE``. ``comments`` are the ``.comment`` strings.

@@ -1,27 +1,23 @@
 #!/usr/bin/env python3
-"""Regenerate the bundled example library ``relib_pure/examples/libexample_relib.so``.
+"""Build the example module the way the package does, and keep its two sources in step.
 
-The example is the one binary the repository ships (package data), so that
-``relib-pure inspect --example`` works on a machine without a compiler. It is
-built from ``relib_pure/examples/example_relib.c`` with the flags below: every
-symbol hidden except the relib ones, stripped, and packed into two segments so
-the file stays a few KB.
+The package ships the example as source only: ``relib_pure/examples/example_relib.rs``
+(built with rustc when it is installed) and ``example_relib.c`` (built with cc
+otherwise); :mod:`relib_pure.examples.build` builds it on first use into a cache
+directory. The two sources are one module and must export the same dynamic
+symbols; ``--check`` builds both and compares them.
 
 Usage::
 
-    python3 tools/make_example.py                 # rewrite the shipped library
-    python3 tools/make_example.py -o OUT.so       # build somewhere else
-    python3 tools/make_example.py --check         # rebuild in a temp dir and
-                                                  # compare dynamic symbols
-
-After rewriting, commit it with ``git add -f`` (``.gitignore`` excludes ``*.so``).
+    python3 tools/make_example.py                 # build (rust if rustc is there), print the path
+    python3 tools/make_example.py --lang c -o OUT.so
+    python3 tools/make_example.py --check         # build both, compare dynamic symbols
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -29,47 +25,31 @@ import sys
 import tempfile
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
-
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "relib_pure" / "examples"
-SOURCE = EXAMPLES / "example_relib.c"
-OUTPUT = EXAMPLES / "libexample_relib.so"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-#: The compiler driver; the example must be an x86_64 Linux ELF whatever the
-#: host, so a cross gcc can be named through $RELIB_PURE_EXAMPLE_CC.
-DEFAULT_CC = "gcc"
+from relib_pure.errors import ExampleError  # noqa: E402
+from relib_pure.examples.build import build_example, source_path  # noqa: E402
 
-FLAGS: tuple[str, ...] = (
-    "-shared", "-fPIC", "-Os", "-s",
-    "-fvisibility=hidden",
-    "-Wl,-soname,libexample_relib.so",
-    # rustc links cdylibs with -z now; the example mirrors that.
-    "-Wl,-z,now",
-    # one RX and one RW segment instead of four page-aligned ones: ~6 KB, not ~14 KB
-    "-Wl,-z,noseparate-code",
-    "-Wl,--hash-style=gnu",
-)
+logger = logging.getLogger(__name__)
 
 
 class ExampleBuildFailed(RuntimeError):
-    """The compiler is missing or rejected the example source."""
+    """The compiler is missing or rejected an example source."""
 
 
-def build_example(out: Path = OUTPUT, source: Path = SOURCE, cc: str | None = None) -> Path:
-    """Compile ``source`` into ``out`` (atomically replaced) and return ``out``."""
-    compiler = cc or os.environ.get("RELIB_PURE_EXAMPLE_CC", DEFAULT_CC)
-    if shutil.which(compiler) is None:
-        raise ExampleBuildFailed(f"compiler {compiler!r} is not installed")
+def build(lang: str | None = None, out: Path | None = None, source: Path | None = None,
+          cache: Path | None = None) -> Path:
+    """Build the example (``lang`` as the package picks it); copy it to ``out`` if given."""
+    try:
+        built = build_example(lang, source=source, cache=cache)
+    except ExampleError as e:
+        raise ExampleBuildFailed(str(e)) from None
+    if out is None:
+        return built.path
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".example-", dir=out.parent) as tmp:
-        tmp_out = Path(tmp) / out.name
-        cmd = [compiler, *FLAGS, "-o", str(tmp_out), str(source)]
-        logger.info("running %s", " ".join(cmd))
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0 or not tmp_out.exists():
-            raise ExampleBuildFailed(f"{' '.join(cmd)}\n{r.stdout}{r.stderr}")
-        os.replace(tmp_out, out)
+    shutil.copyfile(built.path, out)
     return out
 
 
@@ -96,31 +76,42 @@ def dynamic_symbols(lib: Path) -> set[tuple[str, str, str, bool]]:
     return found
 
 
-def check(shipped: Path = OUTPUT, source: Path = SOURCE) -> list[str]:
-    """Rebuild from ``source`` in a temp dir; describe how its dynsym differs from ``shipped``."""
+def defined_relib_symbols(lib: Path) -> set[tuple[str, str]]:
+    """``(name, type)`` of the relib symbols ``lib`` defines (what both sources share;
+    their undefined libc/libgcc imports differ by language)."""
+    return {(name, typ) for name, typ, _bind, defined in dynamic_symbols(lib)
+            if defined and name.lower().startswith("__relib")}
+
+
+def check(c_source: Path | None = None, rust_source: Path | None = None) -> list[str]:
+    """Build both sources in a temp cache; describe how their relib symbols differ."""
     with tempfile.TemporaryDirectory() as tmp:
-        rebuilt = build_example(Path(tmp) / OUTPUT.name, source)
-        old, new = dynamic_symbols(shipped), dynamic_symbols(rebuilt)
-    problems = [f"only in the shipped library: {s}" for s in sorted(old - new)]
-    problems += [f"only in a fresh build: {s}" for s in sorted(new - old)]
+        rust = defined_relib_symbols(build("rust", source=rust_source or source_path("rust"),
+                                           cache=Path(tmp)))
+        c = defined_relib_symbols(build("c", source=c_source or source_path("c"),
+                                        cache=Path(tmp)))
+    problems = [f"only in the Rust example: {s}" for s in sorted(rust - c)]
+    problems += [f"only in the C example: {s}" for s in sorted(c - rust)]
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-o", "--output", type=Path, default=OUTPUT)
+    ap.add_argument("--lang", choices=("rust", "c"))
+    ap.add_argument("-o", "--output", type=Path)
     ap.add_argument("--check", action="store_true",
-                    help="rebuild in a temp dir and compare dynamic symbols with the shipped file")
+                    help="build both sources and compare their relib symbols")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         if args.check:
-            problems = check(args.output)
+            problems = check()
             for p in problems:
                 print(p, file=sys.stderr)
-            print("example is stale" if problems else "example matches its source")
+            print("the C and Rust examples differ" if problems else
+                  "the C and Rust examples export the same relib symbols")
             return 1 if problems else 0
-        out = build_example(args.output)
+        out = build(args.lang, args.output)
     except ExampleBuildFailed as e:
         print(f"build failed: {e}", file=sys.stderr)
         return 1

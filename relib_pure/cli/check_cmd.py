@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from relib_pure.compat import Policy
     from relib_pure.compat.manylinux import Requirements
     from relib_pure.inspection.targets import Collection
-    from relib_pure.interface import Interface
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ def configure_parser(subparsers: Any) -> None:
         description="Check libraries against this interpreter and an expectation, without "
                     "loading them.",
         epilog="exit status: 0 no error findings, 1 error findings (--strict: or warnings), "
-               "2 usage or unreadable input, 130 interrupted (Ctrl-C)")
+               "2 usage or unreadable input")
     # optional here so that `--exports A B lib.so` (path swallowed) can be repaired
     p.add_argument("paths", metavar="PATH", nargs="*",
                    help="libraries, .whl files, or directories with -r")
@@ -66,10 +65,6 @@ def configure_parser(subparsers: Any) -> None:
     p.add_argument("--imports", nargs="+", action=NameList, default=[], metavar="NAME",
                    help="import slots / references the host provides; repeatable, "
                         "comma-separated lists allowed")
-    p.add_argument("--rust-interface", action="append", default=[], metavar="FILE:TRAIT",
-                   help="declare the interface from a Rust trait (relib's shared crate, e.g. "
-                        "src/exports.rs:Exports); with a debug build its signatures are "
-                        "compared with the DWARF (repeatable)")
     p.add_argument("--no-resolve", action="store_true",
                    help="do not search NEEDED libraries and undefined symbols")
     p.add_argument("--no-unload", action="store_true",
@@ -80,9 +75,6 @@ def configure_parser(subparsers: Any) -> None:
                    help="drop findings with this code or namespace (repeatable)")
     p.add_argument("--relax", action="append", default=[], metavar="CODE",
                    help="report errors with this code or namespace as warnings (repeatable)")
-    p.add_argument("--python", metavar="VERSION|PATH",
-                   help="check Python extension modules for this interpreter (e.g. 3.13; "
-                        "default: the cpython-3XY tag of the file name, else this one)")
     p.add_argument("--strict", action="store_true",
                    help="warnings fail too (reported as errors; --relax still wins)")
     p.add_argument("--manylinux", action="store_true",
@@ -191,27 +183,11 @@ def _policy(args: argparse.Namespace) -> Policy:
         expectation = Expectation.from_rustc()
     elif args.like:
         expectation = Expectation.like(args.like)
-    return Policy(expect=expectation, interface=_rust_interface(args.rust_interface),
-                  exports=tuple(args.exports),
+    return Policy(expect=expectation, exports=tuple(args.exports),
                   imports=tuple(args.imports), resolve=not args.no_resolve,
                   unloading=not args.no_unload, require_relib=args.require_relib,
-                  python=args.python,
                   ignore=frozenset(args.ignore), downgrade=frozenset(args.relax),
                   escalate=_strict_codes(args.relax) if args.strict else frozenset())
-
-
-def _rust_interface(specs: list[str]) -> Interface | None:
-    """``FILE:TRAIT`` items merged into one interface (``None`` without any)."""
-    from relib_pure.interface import Interface
-
-    merged: Interface | None = None
-    for spec in specs:
-        path, sep, trait = spec.rpartition(":")
-        if not sep or not path or not trait.strip():
-            raise ValueError(f"--rust-interface wants FILE:TRAIT, got {spec!r}")
-        one = Interface.from_rust(path, trait.strip())
-        merged = one if merged is None else merged.merge(one)
-    return merged
 
 
 def _strict_codes(relaxed: list[str]) -> frozenset[str]:

@@ -28,11 +28,9 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-#: Ctrl-C (128 + SIGINT, as a shell reports a process the signal ended)
-EXIT_INTERRUPTED = 130
 
 #: subcommand modules, in the order shown by --help
-COMMANDS = ("inspect", "check", "diff", "tree", "run", "watch", "codes", "probe")
+COMMANDS = ("demo", "inspect", "check", "diff", "tree", "run", "watch", "codes", "probe")
 
 
 def reader_gone(out: TextIO) -> None:
@@ -47,13 +45,11 @@ HIDDEN_COMMANDS = frozenset({"probe"})
 
 #: exit-status epilog of each subcommand that does not set its own
 EPILOGS = {
-    "inspect": "exit status: 0 every library inspected, 2 usage error or unreadable input, "
-               "130 interrupted (Ctrl-C)",
+    "inspect": "exit status: 0 every library inspected, 2 usage error or unreadable input",
     "run": "exit status: 0 unload clean, 1 a check failed or the unload was not clean, "
-           "2 usage error or unreadable input, 130 interrupted (Ctrl-C)",
+           "2 usage error or unreadable input",
 }
-DEFAULT_EPILOG = ("exit status: 0 ok, 1 check failed or unload not clean, 2 usage or unreadable "
-                  "input, 130 interrupted (Ctrl-C)")
+DEFAULT_EPILOG = "exit status: 0 ok, 1 check failed or unload not clean, 2 usage or unreadable input"
 
 
 def version_text() -> str:
@@ -173,12 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    try:
-        result: int = func(args)
-    except KeyboardInterrupt:
-        # the command's own cleanup (closing files, stopping a hash) ran on the way out
-        print("relib-pure: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    result: int = func(args)
     return result
 
 
