@@ -46,6 +46,8 @@ def test_c_pair_breaking_changes(native) -> None:
     assert "pointed-to struct sig_span (16 bytes) became struct sig_span (24 bytes)" \
         in changed["sig_span_len"]
     assert "return: struct sig_span (16 bytes)" in changed["sig_span_make"]
+    (grown,) = [c for c in result.changes if c.code == "diff.object-size-changed"]
+    assert grown.severity == "error" and (grown.details["old"], grown.details["new"]) == (16, 32)
 
 
 def test_addition_only_is_compatible(native, capsys) -> None:
@@ -78,7 +80,7 @@ def test_json_validates_and_exit_1(native, capsys, schema) -> None:
     assert code == 1
     jsonschema.validate(doc, schema, cls=jsonschema.Draft202012Validator)
     assert doc["version"] == 1 and doc["breaking"] is True
-    assert doc["counts"]["error"] == 5
+    assert doc["counts"]["error"] == 6
 
 
 def test_unreadable_input_exit_2(native, capsys, schema, tmp_path) -> None:
@@ -93,6 +95,9 @@ def test_symbol_versions_needed_and_hazards(native) -> None:
     result = _diff(native("compat_base"), native("compat_base_v2"))
     codes = {c.code: c for c in result.changes}
     assert "diff.version-added" in codes
+    back = {c.code: c for c in _diff(native("compat_base_v2"), native("compat_base")).changes}
+    assert back["diff.version-removed"].severity == "error"
+    assert back["diff.version-removed"].details["versions"] == ["COMPAT_2"]
     nodelete = _diff(native("c_plain"), native("c_nodelete"))
     hazard = [c for c in nodelete.changes if c.code == "diff.hazard-added"]
     assert hazard and hazard[0].details["hazard"] == "nodelete"
