@@ -1,0 +1,176 @@
+"""The pytest plugin (relib_pure.pytest_plugin), run on generated test files with pytester.
+
+Libraries that cannot be unloaded (an endless thread, a GNU-unique symbol) and
+crashes run in a pytest subprocess, so nothing they leave stays in this one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+# the plugin under test; third-party plugins are kept out of the inner runs, which
+# would otherwise import them afresh each time (seconds for hypothesis)
+PLUGIN = ("-p", "relib_pure.pytest_plugin", "-p", "no:hypothesispytest", "-p", "no:benchmark",
+          "-p", "no:cacheprovider")
+LIBS = ("cycle_clean", "cycle_leak_fd", "cycle_thread", "cycle_unique", "rt_basic", "relib_0_7")
+
+
+@pytest.fixture(scope="module")
+def lib(native) -> dict[str, Path]:
+    """The fixture libraries, built before pytester moves HOME (rustup lives there)."""
+    return {name: native(name) for name in LIBS}
+
+
+def _write(pytester: pytest.Pytester, body: str, **libs: Path) -> None:
+    names = "".join(f"{k.upper()} = {str(v)!r}\n" for k, v in libs.items())
+    pytester.makepyfile("import ctypes\nimport pytest\n" + names + textwrap.dedent(body))
+
+
+def test_clean_library_passes_and_cycles_rerun_the_body(pytester, lib) -> None:
+    _write(pytester, """
+        RUNS = []
+
+        def test_work(relib_load):
+            lib = relib_load(LIB)
+            assert lib.function("cycle_work", ctypes.c_int)() == 42
+            RUNS.append(1)
+
+        def test_count():
+            assert len(RUNS) == 5
+    """, lib=lib["cycle_clean"])
+    pytester.runpytest(*PLUGIN, "--relib-cycles", "5").assert_outcomes(passed=2)
+
+
+def test_fd_leak_fails_with_the_unload_report(pytester, lib) -> None:
+    _write(pytester, """
+        def test_leaks(relib_load):
+            lib = relib_load(LIB)
+            assert lib.function("cycle_work", ctypes.c_int)() == 42
+    """, lib=lib["cycle_leak_fd"])
+    result = pytester.runpytest(*PLUGIN)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "native library not unloaded cleanly" in out
+    assert "unloaded, with leaks" in out and re.search(r"descriptor left open: fd \d+ -> "
+                                                       r"/dev/null", out)
+    # cycles: the growth diff as well
+    result = pytester.runpytest(*PLUGIN, "--relib-cycles", "4")
+    result.assert_outcomes(failed=1)
+    assert re.search(r"fds: \d+ -> \d+ \(\+3, \+\d in the second half, tolerance 0\) GREW",
+                     result.stdout.str())
+
+
+def test_relib_library_marker_loads_relative_to_the_test(pytester, lib) -> None:
+    (pytester.path / "libs").mkdir()
+    (pytester.path / "libs" / "libcycle_clean.so").write_bytes(
+        lib["cycle_clean"].read_bytes())
+    _write(pytester, """
+        @pytest.mark.relib_library("libs/libcycle_clean.so")
+        def test_marked(relib_library):
+            assert relib_library.function("cycle_work", ctypes.c_int)() == 42
+            assert relib_library.loaded
+
+        def test_unmarked(relib_library):
+            pass
+    """)
+    result = pytester.runpytest(*PLUGIN, "--relib-cycles", "3")
+    result.assert_outcomes(passed=1, errors=1)
+    assert "needs @pytest.mark.relib_library(path, ...)" in result.stdout.str()
+
+
+def test_relib_module_with_exports_and_a_test_body_failure(pytester, lib) -> None:
+    _write(pytester, """
+        EXPORTS = {"add": (ctypes.c_uint64, [ctypes.c_uint64, ctypes.c_uint64])}
+
+        def test_add(relib_load):
+            m = relib_load(MOD, exports=EXPORTS)
+            assert m.exports.add(2, 40) == 42
+
+        def test_body_fails(relib_load):
+            m = relib_load(MOD, exports=EXPORTS)
+            assert m.exports.add(2, 2) == 5
+    """, mod=lib["relib_0_7"])
+    result = pytester.runpytest(*PLUGIN)
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "assert 4 == 5" in out and "not unloaded cleanly" not in out
+
+
+def test_upstream_relib_module_and_freed_allocations(pytester, relib_test_module) -> None:
+    _write(pytester, """
+        def test_main(relib_load):
+            relib_load(MOD).call_main()
+
+        def test_no_leftovers_allowed(relib_load):
+            relib_load(MOD, max_freed_allocations=0).call_main()
+    """, mod=relib_test_module)
+    result = pytester.runpytest(*PLUGIN, "--relib-cycles", "3")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "relib allocations left at unload:" in result.stdout.str()
+
+
+def test_thread_and_gnu_unique_fail_in_a_subprocess(pytester, lib) -> None:
+    _write(pytester, """
+        def test_thread(relib_load):
+            relib_load(THREAD).function("cycle_work", ctypes.c_int)()
+
+        def test_unique(relib_load):
+            relib_load(UNIQUE).function("cycle_work", ctypes.c_int)()
+    """, thread=lib["cycle_thread"], unique=lib["cycle_unique"])
+    result = pytester.runpytest_subprocess(*PLUGIN, "--relib-cycles", "3")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "unload.threads-running" in out and "thread still running: tid" in out
+    assert "STILL MAPPED" in out and "cause gnu-unique" in out
+    assert "stopped after cycle 1: the library could not be loaded again" in out
+
+
+def test_isolated_marker_turns_a_crash_into_a_failed_test(pytester, lib) -> None:
+    _write(pytester, """
+        @pytest.mark.relib_isolated
+        def test_crash(relib_load):
+            relib_load(RT).function("rt_segfault", ctypes.c_int)()
+
+        @pytest.mark.relib_isolated
+        def test_isolated_assert(relib_load):
+            assert relib_load(RT).function("rt_add", ctypes.c_int,
+                                           (ctypes.c_int, ctypes.c_int))(1, 2) == 4
+
+        @pytest.mark.relib_isolated
+        def test_isolated_ok(relib_load):
+            assert relib_load(RT).function("rt_add", ctypes.c_int,
+                                           (ctypes.c_int, ctypes.c_int))(1, 2) == 3
+
+        def test_after():
+            pass
+    """, rt=lib["rt_basic"])
+    result = pytester.runpytest_subprocess(*PLUGIN, "-v")
+    result.assert_outcomes(passed=2, failed=2)
+    out = result.stdout.str()
+    assert re.search(r"test_crash FAILED", out) and re.search(r"test_after PASSED", out)
+    assert "was killed by SIGSEGV (signal 11) during call" in out
+    assert "assert 3 == 4" in out
+
+
+def test_bad_cycle_count_is_a_usage_error(pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest(*PLUGIN, "--relib-cycles", "0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--relib-cycles must be at least 1" in result.stderr.str()
+
+
+def test_entry_point_is_declared(repo_root: Path) -> None:
+    import tomllib
+
+    project = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
+    assert project["entry-points"]["pytest11"] == {
+        "relib_pure.pytest_plugin": "relib_pure.pytest_plugin"}
+
+
