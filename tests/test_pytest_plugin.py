@@ -174,3 +174,28 @@ def test_entry_point_is_declared(repo_root: Path) -> None:
         "relib_pure.pytest_plugin": "relib_pure.pytest_plugin"}
 
 
+
+
+def _readme_block(repo_root: Path, marker: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", (repo_root / "README.md").read_text(), re.S)
+    return next(b for b in blocks if marker in b)
+
+
+def test_readme_examples_run(pytester, lib, repo_root: Path) -> None:
+    for name in ("cycle_clean", "relib_0_7"):
+        (pytester.path / lib[name].name).write_bytes(lib[name].read_bytes())
+    swap = {'"libmylib.so"': repr("libcycle_clean.so"), '"my_work"': repr("cycle_work"),
+            '"libmy_module.so"': repr("librelib_0_7.so")}
+    plugin_example = _readme_block(repo_root, "relib_load")
+    helper_example = _readme_block(repo_root, "assert_unloads_cleanly(")
+    for old, new in swap.items():
+        plugin_example = plugin_example.replace(old, new)
+        helper_example = helper_example.replace(old, new)
+    pytester.makepyfile(test_readme_plugin=plugin_example)
+    pytester.runpytest(*PLUGIN, "--relib-cycles", "3").assert_outcomes(passed=3)
+    pytester.makepyfile(test_readme_helper="def test_helper():\n" + textwrap.indent(
+        helper_example.replace("libcycle_clean.so", str(lib["cycle_clean"]))
+        .replace("cycles=1000", "cycles=50"), "    "))
+    result = pytester.runpytest(*PLUGIN, "-s", "test_readme_helper.py")
+    result.assert_outcomes(passed=1)
+    assert "fds: " in result.stdout.str()
