@@ -54,8 +54,9 @@ def assert_unloads_cleanly(path: str | os.PathLike[str], call: CallSpec = None, 
                            max_freed_allocations: int | None = None) -> CycleRun:
     """Load, call and unload the library at ``path`` ``cycles`` times; return the figures.
 
-    ``call``: ``None`` (just load and unload; a relib module's ``main`` when it
-    has one), ``"main"``, an exported C function's name (no arguments, returning
+    A relib module's ``main`` is called right after each load, as relib's host
+    does. ``call``: ``None`` (nothing more), ``"main"`` (main ``times`` times
+    instead), an exported C function's name (no arguments, returning
     ``restype``) or a callable receiving the loaded module (``Module``, or
     ``RelibModule`` for a relib module loaded with ``exports``/``imports``/
     ``import_types`` as :func:`relib_pure.load_module` takes them), run

@@ -46,7 +46,8 @@ HIDDEN_COMMANDS = frozenset({"probe"})
 #: exit-status epilog of each subcommand that does not set its own
 EPILOGS = {
     "inspect": "exit status: 0 every library inspected, 2 usage error or unreadable input",
-    "run": "exit status: 0 unload clean, 1 a check failed or the unload was not clean, "
+    "run": "exit status: 0 unload clean, 1 a check failed or the unload was not clean "
+           "(with --cycles: a cycle was not clean or a figure grew), "
            "2 usage error or unreadable input",
 }
 DEFAULT_EPILOG = "exit status: 0 ok, 1 check failed or unload not clean, 2 usage or unreadable input"

@@ -1,8 +1,9 @@
 """``relib-pure run PATH``: load, call, unload, verify, and print the unload report.
 
 Exit status: 0 the unload was clean, 1 a check failed or the unload was not
-clean (still mapped, leaks, threads still running, crash under ``--isolated``),
-2 the library could not be read or loaded.
+clean (still mapped, leaks, threads still running, crash under ``--isolated``;
+with ``--cycles``, a figure grew: :mod:`.run_cycles`), 2 the library could not
+be read or loaded.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def configure_parser(subparsers: Any) -> None:
                         help="run the cycle in a child process (a crash becomes a report)")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds before an --isolated child is killed (default 60)")
+    from relib_pure.cli import run_cycles
+
+    run_cycles.add_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON (schemas/run.json)")
     parser.set_defaults(func=execute)
 
@@ -110,6 +114,10 @@ def execute(args: argparse.Namespace) -> int:
     if args.times < 1:
         print("relib-pure run: --times must be at least 1", file=sys.stderr)
         return 2
+    if args.cycles is not None:
+        from relib_pure.cli.run_cycles import execute_cycles
+
+        return execute_cycles(args)
     result: Any
     if args.isolated:
         result = probe(args.path, call=args.call, restype=args.restype, times=args.times,

@@ -50,7 +50,8 @@ class CycleOutcome:
     the typed error that ended it early (a failed load, call or unload);
     ``problems``: further reasons it is not clean (e.g. relib allocations over
     the allowed number); ``stop``: the cycle cannot be repeated (the library
-    stayed loaded or mapped, so a reload would find it still there).
+    stayed loaded or mapped, so a reload would find it still there);
+    ``result``/``main_result``: what the call and a relib module's main returned.
     """
 
     reports: tuple[UnloadReport, ...] = ()
@@ -58,6 +59,7 @@ class CycleOutcome:
     problems: tuple[str, ...] = ()
     stop: bool = False
     result: Any = None
+    main_result: Any = None
 
     @property
     def clean(self) -> bool:
@@ -283,16 +285,19 @@ CallSpec = str | Callable[[Any], Any] | None
 class LibraryCycle:
     """One load -> call -> unload cycle of the library at ``path``, callable again and again.
 
-    ``call`` is ``None`` (nothing; ``main`` for a relib module that has one),
-    ``"main"`` (a relib module's main), the name of an exported C function
-    taking no arguments (returning ``restype``, one of ``void int int64 uint64
-    double pointer``), or a callable given the loaded module (a
+    A relib module's ``main`` is called right after loading, as relib's own
+    host does (and as ``relib-pure run`` does). Then ``call``: ``None``
+    (nothing more), ``"main"`` (a relib module's main again, ``times`` times,
+    instead of the first call), the name of an exported C function taking no
+    arguments (returning ``restype``, one of ``void int int64 uint64 double
+    pointer``), or a callable given the loaded module (a
     :class:`~relib_pure.runtime.Module`, or a :class:`~relib_pure.relib.RelibModule`
     for relib modules). It runs ``times`` times per cycle.
 
     ``relib``: ``None`` loads relib modules with relib's protocol
     (:func:`~relib_pure.relib.load_module`, with ``exports``/``imports``) and
-    anything else as a plain library; ``False`` loads every library plain.
+    anything else as a plain library; ``False`` loads every library plain
+    (``lazy``/``deepbind`` apply to plain loads).
     ``max_freed_allocations``: a relib unload that had to free more of the
     module's allocations than this is not clean (``None``: not checked).
     """
@@ -301,7 +306,8 @@ class LibraryCycle:
                  restype: str = "void", times: int = 1, exports: Any = None,
                  imports: Mapping[str, Any] | None = None, import_types: Any = None,
                  relib: bool | None = None, owner: str = "thread", check: bool = True,
-                 policy: Any = None, max_freed_allocations: int | None = None) -> None:
+                 policy: Any = None, max_freed_allocations: int | None = None,
+                 lazy: bool = False, deepbind: bool = False) -> None:
         if restype not in _RESTYPES:
             raise ValueError(f"restype must be one of {', '.join(_RESTYPES)}, not {restype!r}")
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
@@ -321,6 +327,8 @@ class LibraryCycle:
         self.check = check
         self.policy = policy
         self.max_freed_allocations = max_freed_allocations
+        self.lazy = lazy
+        self.deepbind = deepbind
         self._relib_choice = relib
         self._is_relib: bool | None = None
         self._has_main = False
@@ -337,6 +345,11 @@ class LibraryCycle:
             self._has_main = bool(info.relib is not None and info.relib.has_main)
         return self._is_relib
 
+    @property
+    def calls_main(self) -> bool:
+        """Whether each cycle starts with the relib module's ``main``."""
+        return self.is_relib and self._has_main
+
     def load(self) -> Any:
         """Load the library once: a ``Module``, or a ``RelibModule`` for relib cycles."""
         if self.is_relib:
@@ -348,15 +361,16 @@ class LibraryCycle:
         from relib_pure.runtime.module import load
 
         return load(self.path, policy=self.policy, owner=self.owner,  # type: ignore[arg-type]
-                    check=self.check)
+                    check=self.check, lazy=self.lazy, deepbind=self.deepbind)
 
-    def invoke(self, module: Any) -> Any:
-        """Make the cycle's call on a loaded module; returns the last result."""
+    def invoke(self, module: Any) -> tuple[Any, Any]:
+        """Make the cycle's calls on a loaded module: ``(main's result, the call's last)``."""
         call = self.call
+        main_result = None
+        if self.calls_main and call != "main":
+            main_result = module.call_main()
         if call is None:
-            if not (self.is_relib and self._has_main):
-                return None
-            call = "main"
+            return main_result, None
         if callable(call):
             fn: Callable[[], Any] = lambda: call(module)  # noqa: E731
         elif call == "main" and self.is_relib:
@@ -369,35 +383,35 @@ class LibraryCycle:
         last = None
         for _ in range(self.times):
             last = fn()
-        return last
+        return main_result, last
 
     def __call__(self) -> CycleOutcome:
         module = self.load()
-        result = None
         try:
-            result = self.invoke(module)
+            main_result, result = self.invoke(module)
         except RelibError as e:
             return self._unload_after(module, e)
         except BaseException:
             self._unload_quietly(module)
             raise
-        return self.unload(module, result)
+        return self.unload(module, result, main_result)
 
-    def unload(self, module: Any, result: Any = None) -> CycleOutcome:
+    def unload(self, module: Any, result: Any = None, main_result: Any = None) -> CycleOutcome:
         """Unload a module :meth:`load` returned and judge it (``result``: the call's)."""
         try:
             report: UnloadReport = module.unload()
         except UnloadError as e:
             # refused (threads, not supported: the module stays loaded) or
             # still mapped (given up): either way a reload would find it
-            return CycleOutcome(_carried(e), e, stop=True, result=result)
+            return CycleOutcome(_carried(e), e, stop=True, result=result,
+                                main_result=main_result)
         return CycleOutcome((report,), problems=self._allocation_problems(report),
-                            result=result)
+                            result=result, main_result=main_result)
 
     def _unload_after(self, module: Any, error: RelibError) -> CycleOutcome:
         if not module.loaded:
             return CycleOutcome((), error, stop=True)
-        outcome = self.unload(module, None)
+        outcome = self.unload(module)
         # a call that fails once fails every time: one failure is the verdict
         return CycleOutcome(outcome.reports, error, outcome.problems, stop=True)
 
