@@ -335,3 +335,17 @@ def test_many_reloads_leave_counts_flat(lib: Path, tmp_path: Path,
     assert counts() == start
     assert rss_kb() - rss < 4096
     assert len(list(Path(r.shadow_dir).iterdir())) == 1
+
+
+def test_bench_reload_smoke(repo_root: Path) -> None:
+    """The benchmark runs end to end (a few rounds, a short debounce)."""
+    import sys
+
+    r = subprocess.run([sys.executable, str(repo_root / "tools" / "bench_reload.py"),
+                        "--rounds", "3", "--debounce", "0.01", "--poll", "0.02"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()
+            if line.startswith(("inotify", "polling"))}
+    assert set(rows) == {"inotify", "polling"}
+    assert all("x  detect" in row and "load" in row for row in rows.values())

@@ -12,6 +12,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,38 @@ def test_relib_versions_swap_hand_over_state_and_roll_back(
         assert event.reason is not None and event.reason.code == "reload.not-unloadable"
     assert r.version is None
     assert "panicked" in capfd.readouterr().err
+
+
+def test_upstream_relib_code_change_builds_swap_under_the_reloader(
+        relib_kit_build: Callable[..., Any], tmp_path: Path,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """Upstream relib 0.7's test module (the kit, release): its code_change feature sets are
+    successive builds of one module. Each replaces the watched file; the Reloader swaps
+    it in, the new code runs (its own output), the old one's before_unload runs at the
+    swap and every replaced version unloads clean."""
+    import upstream_relib as up
+
+    path = tmp_path / "libtest_module.so"
+    builds = [relib_kit_build(f).module for f in (
+        "code_change", "code_change,code_change_before_unload",
+        "code_change,code_change_before_unload,code_change_leak")]
+    replace(path, builds[0])
+    host = up.HostImports()
+    with Reloader(path, interface=up.interface(), imports=host.implementations(),
+                  debounce=0.02) as r:
+        assert next_event(r).outcome == "loaded"
+        assert _module_lines(capfd) == ["[module] main"]
+        expected = [["[module] main"],  # v1 had no before_unload
+                    ["[module] before_unload", "[module] main", "[module] leak"]]
+        for build, lines in zip(builds[1:], expected):
+            replace(path, build)
+            event = next_event(r)
+            assert event.outcome == "loaded", event.summary()
+            assert event.unload is not None and event.unload.clean, event.unload.summary()
+            assert _module_lines(capfd) == lines
+    assert r.version is None
+    assert _module_lines(capfd) == ["[module] before_unload"]  # the last one, at close
+
+
+def _module_lines(capfd: pytest.CaptureFixture[str]) -> list[str]:
+    return [ln.strip() for ln in capfd.readouterr().out.splitlines() if ln.startswith("[module]")]
