@@ -58,8 +58,9 @@ class LibraryLoader:
 
     def __call__(self, path: str | os.PathLike[str], *, exports: Any = None,
                  imports: Mapping[str, Any] | None = None, import_types: Any = None,
-                 relib: bool | None = None, owner: str = "thread", check: bool = True,
-                 policy: Any = None, max_freed_allocations: int | None = None) -> Any:
+                 interface: Any = None, relib: bool | None = None, owner: str = "thread",
+                 check: bool = True, policy: Any = None,
+                 max_freed_allocations: int | None = None) -> Any:
         """Load ``path`` (relative: from the test module's folder) for this test.
 
         Returns a ``Module`` for a plain library, a ``RelibModule`` for a relib
@@ -68,8 +69,8 @@ class LibraryLoader:
         unload's report is judged).
         """
         cycle = self._cycle(path, exports=exports, imports=imports, import_types=import_types,
-                            relib=relib, owner=owner, check=check, policy=policy,
-                            max_freed_allocations=max_freed_allocations)
+                            interface=interface, relib=relib, owner=owner, check=check,
+                            policy=policy, max_freed_allocations=max_freed_allocations)
         module = cycle.load()
         self._pending.append((cycle, module))
         return module

@@ -48,7 +48,8 @@ def raise_if_not_clean(run: CycleRun) -> CycleRun:
 def assert_unloads_cleanly(path: str | os.PathLike[str], call: CallSpec = None, cycles: int = 1,
                            *, warmup: int = 1, restype: str = "void", times: int = 1,
                            exports: Any = None, imports: Mapping[str, Any] | None = None,
-                           import_types: Any = None, relib: bool | None = None,
+                           import_types: Any = None, interface: Any = None,
+                           relib: bool | None = None,
                            owner: str = "thread", check: bool = True, policy: Any = None,
                            tolerance: Mapping[str, int] | None = None,
                            max_freed_allocations: int | None = None) -> CycleRun:
@@ -59,7 +60,7 @@ def assert_unloads_cleanly(path: str | os.PathLike[str], call: CallSpec = None, 
     instead), an exported C function's name (no arguments, returning
     ``restype``) or a callable receiving the loaded module (``Module``, or
     ``RelibModule`` for a relib module loaded with ``exports``/``imports``/
-    ``import_types`` as :func:`relib_pure.load_module` takes them), run
+    ``import_types``/``interface`` as :func:`relib_pure.load_module` takes them), run
     ``times`` times per cycle. ``relib=False`` loads a relib module as a plain
     library. ``tolerance`` overrides the allowed growth per resource
     (:data:`DEFAULT_TOLERANCE`: ``rss_kb``, ``vmsize_kb``, ``fds``, ``threads``,
@@ -74,6 +75,7 @@ def assert_unloads_cleanly(path: str | os.PathLike[str], call: CallSpec = None, 
     """
     run = check_library(path, cycles=cycles, warmup=warmup, tolerance=tolerance, call=call,
                         restype=restype, times=times, exports=exports, imports=imports,
-                        import_types=import_types, relib=relib, owner=owner, check=check,
+                        import_types=import_types, interface=interface, relib=relib,
+                        owner=owner, check=check,
                         policy=policy, max_freed_allocations=max_freed_allocations)
     return raise_if_not_clean(run)

@@ -85,13 +85,21 @@ def test_relib_library_marker_loads_relative_to_the_test(pytester, lib) -> None:
     assert "needs @pytest.mark.relib_library(path, ...)" in result.stdout.str()
 
 
-def test_relib_module_with_exports_and_a_test_body_failure(pytester, lib) -> None:
+def test_relib_module_with_exports_imports_and_a_test_body_failure(pytester, lib) -> None:
+    # the host side of the fixture module's imports, shared with the relib host tests
     _write(pytester, """
-        EXPORTS = {"add": (ctypes.c_uint64, [ctypes.c_uint64, ctypes.c_uint64])}
+        from test_relib_host_support import HostImports, import_types
+
+        EXPORTS = {"add": (ctypes.c_uint64, [ctypes.c_uint64, ctypes.c_uint64]),
+                   "call_imports": (ctypes.c_bool, [])}
 
         def test_add(relib_load):
-            m = relib_load(MOD, exports=EXPORTS)
+            host = HostImports("0.7")
+            m = relib_load(MOD, exports=EXPORTS, imports=host.implementations(),
+                           import_types=import_types("0.7"))
             assert m.exports.add(2, 40) == 42
+            assert m.exports.call_imports() is True
+            assert {"empty", "primitive", "primitive_ret", "ref_"} <= set(host.names())
 
         def test_body_fails(relib_load):
             m = relib_load(MOD, exports=EXPORTS)
@@ -192,7 +200,7 @@ def test_readme_examples_run(pytester, lib, repo_root: Path) -> None:
         plugin_example = plugin_example.replace(old, new)
         helper_example = helper_example.replace(old, new)
     pytester.makepyfile(test_readme_plugin=plugin_example)
-    pytester.runpytest(*PLUGIN, "--relib-cycles", "3").assert_outcomes(passed=3)
+    pytester.runpytest(*PLUGIN).assert_outcomes(passed=3)
     pytester.makepyfile(test_readme_helper="def test_helper():\n" + textwrap.indent(
         helper_example.replace("libcycle_clean.so", str(lib["cycle_clean"]))
         .replace("cycles=1000", "cycles=50"), "    "))

@@ -164,7 +164,8 @@ class CycleRun:
     def describe(self, *, table_rows: int = 6, with_path: bool = True) -> str:
         """The verdict as text: what grew, the first cycle that was not clean, the figures."""
         verdict = "clean" if self.clean else "NOT CLEAN"
-        lines = [f"{self.path + ': ' if with_path else ''}{verdict} after {self.completed} of {self.requested} cycle(s) "
+        where = f"{self.path}: " if with_path else ""
+        lines = [f"{where}{verdict} after {self.completed} of {self.requested} cycle(s) "
                  f"(warm-up {self.warmup}, {self.seconds():.3f} s)"]
         moves = self.growth()
         if moves:
@@ -295,7 +296,8 @@ class LibraryCycle:
     for relib modules). It runs ``times`` times per cycle.
 
     ``relib``: ``None`` loads relib modules with relib's protocol
-    (:func:`~relib_pure.relib.load_module`, with ``exports``/``imports``) and
+    (:func:`~relib_pure.relib.load_module`, with ``exports``/``imports``/
+    ``import_types``/``interface`` as it takes them) and
     anything else as a plain library; ``False`` loads every library plain
     (``lazy``/``deepbind`` apply to plain loads).
     ``max_freed_allocations``: a relib unload that had to free more of the
@@ -307,7 +309,7 @@ class LibraryCycle:
                  imports: Mapping[str, Any] | None = None, import_types: Any = None,
                  relib: bool | None = None, owner: str = "thread", check: bool = True,
                  policy: Any = None, max_freed_allocations: int | None = None,
-                 lazy: bool = False, deepbind: bool = False) -> None:
+                 lazy: bool = False, deepbind: bool = False, interface: Any = None) -> None:
         if restype not in _RESTYPES:
             raise ValueError(f"restype must be one of {', '.join(_RESTYPES)}, not {restype!r}")
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
@@ -323,6 +325,7 @@ class LibraryCycle:
         self.exports = exports
         self.imports = dict(imports or {})
         self.import_types = import_types
+        self.interface = interface
         self.owner = owner
         self.check = check
         self.policy = policy
@@ -356,8 +359,8 @@ class LibraryCycle:
             from relib_pure.relib import load_module
 
             return load_module(self.path, exports=self.exports, imports=self.imports,
-                               import_types=self.import_types, policy=self.policy,
-                               owner=self.owner, check=self.check)
+                               import_types=self.import_types, interface=self.interface,
+                               policy=self.policy, owner=self.owner, check=self.check)
         from relib_pure.runtime.module import load
 
         return load(self.path, policy=self.policy, owner=self.owner,  # type: ignore[arg-type]
