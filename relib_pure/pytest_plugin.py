@@ -30,6 +30,7 @@ import json
 import os
 import signal
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -229,7 +230,11 @@ def _run_forked(item: pytest.Item, nextitem: pytest.Item | None) -> list[pytest.
     config = item.config
     read_fd, write_fd = os.pipe()
     started = time.monotonic()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a process with threads may deadlock the
+        # child; the child only runs this test (the runtime resets its own locks)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child: run the protocol, send the reports, never return
         code = 0
         try:
@@ -259,11 +264,20 @@ def _run_forked(item: pytest.Item, nextitem: pytest.Item | None) -> list[pytest.
                                                                        data=msg["report"]))
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and reports:
         return reports
-    return _crash_reports(item, reports, phase, status, time.monotonic() - started)
+    # the child wrote to the capture files it shares with this process; what the
+    # crashing phase printed was never read there
+    sections = []
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:
+        out, err = capman.read_global_capture()
+        sections = [(f"Captured {name} {phase}", text)
+                    for name, text in (("stdout", out), ("stderr", err)) if text]
+    return _crash_reports(item, reports, phase, status, time.monotonic() - started, sections)
 
 
 def _crash_reports(item: pytest.Item, got: list[pytest.TestReport], phase: str, status: int,
-                   duration: float) -> list[pytest.TestReport]:
+                   duration: float,
+                   sections: list[tuple[str, str]]) -> list[pytest.TestReport]:
     """Reports for a child that died: what it sent, then a failed call naming the signal."""
     if os.WIFSIGNALED(status):
         num = os.WTERMSIG(status)
@@ -274,8 +288,9 @@ def _crash_reports(item: pytest.Item, got: list[pytest.TestReport], phase: str, 
         how = f"was killed by {name} (signal {num})"
     else:
         how = f"exited with status {os.WEXITSTATUS(status)} without a result"
-    text = (f"the child process running this test (relib_isolated) {how} during {phase}; "
-            "its stderr is above, with faulthandler's traceback when Python was running")
+    text = (f"the child process running this test (relib_isolated) {how} during {phase} "
+            "(what it printed is below; faulthandler's traceback, when Python was running, "
+            "went to the terminal)")
     done = {r.when for r in got}
     make: Callable[..., pytest.TestReport] = pytest.TestReport
     keywords = {k: 1 for k in item.keywords}
@@ -284,7 +299,7 @@ def _crash_reports(item: pytest.Item, got: list[pytest.TestReport], phase: str, 
         out.append(make(item.nodeid, item.location, keywords, "passed", None, "setup", [], 0.0))
     if "call" not in done or phase == "teardown":
         when = "teardown" if phase == "teardown" else "call"
-        out.append(make(item.nodeid, item.location, keywords, "failed", text, when, [],
+        out.append(make(item.nodeid, item.location, keywords, "failed", text, when, sections,
                         duration))
     if "teardown" not in done and phase != "teardown":
         out.append(make(item.nodeid, item.location, keywords, "passed", None, "teardown", [],

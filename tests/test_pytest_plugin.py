@@ -144,6 +144,7 @@ def test_isolated_marker_turns_a_crash_into_a_failed_test(pytester, lib) -> None
     _write(pytester, """
         @pytest.mark.relib_isolated
         def test_crash(relib_load):
+            print("about to crash", flush=True)
             relib_load(RT).function("rt_segfault", ctypes.c_int)()
 
         @pytest.mark.relib_isolated
@@ -164,6 +165,7 @@ def test_isolated_marker_turns_a_crash_into_a_failed_test(pytester, lib) -> None
     out = result.stdout.str()
     assert re.search(r"test_crash FAILED", out) and re.search(r"test_after PASSED", out)
     assert "was killed by SIGSEGV (signal 11) during call" in out
+    assert "Captured stdout call" in out and "about to crash" in out
     assert "assert 3 == 4" in out
 
 
