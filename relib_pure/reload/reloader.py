@@ -189,6 +189,7 @@ class Reloader:
         self._worker: threading.Thread | None = None
         self._watcher: Watcher | None = None
         self._final: UnloadReport | None = None
+        self._quiet_until = 0.0
 
         first_build = None
         if self.build_command is not None and not os.path.exists(self.path):
@@ -349,6 +350,9 @@ class Reloader:
                 if more == _STOP:
                     return
                 kinds.add(more[0])
+            if kinds == {"src"} and first <= self._quiet_until:
+                # what the last build itself wrote (objects, dependency files), reported late
+                continue
             try:
                 if "src" in kinds and self.build_command is not None:
                     self.rebuild(detected_at=first)
@@ -367,6 +371,7 @@ class Reloader:
                                timeout=self._build_timeout)
             # what the build wrote under the sources is no new source change
             _drain(self._triggers, keep=("lib",))
+            self._quiet_until = time.monotonic() + self.debounce
             if not result.ok:
                 code = result.returncode
                 return self._emit(ReloadEvent(

@@ -18,6 +18,7 @@ stayed mapped is kept and listed (:meth:`ShadowDir.leaked`).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
@@ -169,8 +170,9 @@ class ShadowDir:
     def close(self) -> tuple[ShadowCopy, ...]:
         """Delete every live copy and the directory; returns the leaked copies left in it.
 
-        The directory stays only when leaked copies are in it (a mapped
-        library is better kept with a name than deleted).
+        The directory stays while leaked copies are in it (a mapped library is
+        better kept with a name, which ``/proc/self/maps`` shows) and is
+        removed at interpreter exit.
         """
         self._closed = True
         for copy in self.live():
@@ -178,4 +180,7 @@ class ShadowDir:
         leaked = self.leaked()
         if not leaked:
             shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            # the names only matter while the process maps them
+            atexit.register(shutil.rmtree, self.path, ignore_errors=True)
         return leaked

@@ -58,8 +58,8 @@ class Watcher:
     """Calls ``notify(kind, monotonic_time)`` on every change of ``library`` (``"lib"``)
     or of a file under one of ``sources`` (``"src"``), from watchdog's thread.
 
-    Changes under ``ignore`` (build output inside a source tree) are no
-    source changes. :meth:`start` and :meth:`stop` start and join the
+    Changes under ``ignore`` (the build output folder inside a source tree;
+    not when it is a source root itself) are no source changes. :meth:`start` and :meth:`stop` start and join the
     observer's threads.
     """
 
@@ -69,7 +69,9 @@ class Watcher:
         self.library = os.path.abspath(library)
         self._real = os.path.realpath(self.library)
         self.sources = tuple(os.path.abspath(s) for s in sources)
-        self._ignore = tuple(os.path.abspath(i) + os.sep for i in ignore)
+        # a folder that is itself a source root is sources, not build output
+        self._ignore = tuple(os.path.abspath(i) + os.sep for i in ignore
+                             if os.path.abspath(i) not in self.sources)
         self.poll = poll
         self._observer: Any = None
         self._notify = notify
