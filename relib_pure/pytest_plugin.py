@@ -20,7 +20,9 @@ no:relib_pure.pytest_plugin`` turns it off. It adds:
 - ``--relib-cycles N``: tests using those fixtures run their body N times,
   each time loading and unloading afresh; growth of memory, descriptors,
   threads or mappings between the first and the last run fails the test
-  (:mod:`relib_pure.runtime.cycles`).
+  (:mod:`relib_pure.runtime.cycles`). Libraries that other fixtures loaded
+  through ``relib_load`` stay loaded over the runs and are judged after the
+  last one.
 """
 
 from __future__ import annotations
@@ -82,17 +84,19 @@ class LibraryLoader:
         where = Path(path)
         return LibraryCycle(where if where.is_absolute() else self._base / where, **options)
 
-    def finish(self) -> CycleOutcome:
-        """Unload what this test loaded (newest first) and collect the verdicts."""
+    def finish(self, pending: list[tuple[LibraryCycle, Any]] | None = None) -> CycleOutcome:
+        """Unload what this test loaded (newest first; or ``pending``, what
+        :meth:`set_aside` returned) and collect the verdicts."""
         from relib_pure.errors import RelibError
         from relib_pure.runtime.cycles import CycleOutcome
 
-        pending, self._pending = self._pending[::-1], []
+        if pending is None:
+            pending, self._pending = self._pending, []
         reports: list[Any] = []
         problems: list[str] = []
         error: RelibError | None = None
         stop = False
-        for cycle, module in pending:
+        for cycle, module in pending[::-1]:
             if module.loaded:
                 outcome = cycle.unload(module)
             else:  # the test unloaded it: judge that unload
@@ -103,12 +107,22 @@ class LibraryLoader:
             stop = stop or outcome.stop
         return CycleOutcome(tuple(reports), error, tuple(problems), stop)
 
+    def set_aside(self, keep: Any = None) -> list[tuple[LibraryCycle, Any]]:
+        """Take out what was loaded so far except the module ``keep``: libraries other
+        fixtures loaded, which a rerun of the test body does not load again."""
+        aside = [entry for entry in self._pending if entry[1] is not keep]
+        self._pending = [entry for entry in self._pending if entry[1] is keep]
+        return aside
+
+    def put_back(self, entries: list[tuple[LibraryCycle, Any]]) -> None:
+        self._pending[:0] = entries
+
     def discard(self) -> None:
         """Unload leftovers without judging them (the test already failed)."""
         from relib_pure.errors import RelibError
 
-        pending, self._pending = self._pending[::-1], []
-        for _, module in pending:
+        pending, self._pending = self._pending, []
+        for _, module in pending[::-1]:
             if module.loaded:
                 try:
                     module.unload()
@@ -166,24 +180,33 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     loader = pyfuncitem.stash.get(_LOADER, None)
     if loader is None or inspect.iscoroutinefunction(pyfuncitem.obj):
         return None  # pytest's own call
+    # the test function's own parameters (pytest's default call passes the same)
     args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    marker = pyfuncitem.get_closest_marker("relib_library")
+    # libraries other fixtures loaded stay loaded over the reruns and are judged after
+    # the last; the relib_library fixture's is loaded again for every run
+    aside = loader.set_aside(keep=args.get("relib_library"))
     runs = 0
 
     def cycle() -> CycleOutcome:
         nonlocal runs
-        if runs and "relib_library" in args:
-            # the fixture's module was unloaded after the previous run
-            marker = pyfuncitem.get_closest_marker("relib_library")
-            assert marker is not None
+        if runs and "relib_library" in args and marker is not None:
             args["relib_library"] = loader(*marker.args, **marker.kwargs)
         runs += 1
         pyfuncitem.obj(**args)
         return loader.finish()
-    run = run_cycles(cycle, path=pyfuncitem.nodeid,
-                     cycles=pyfuncitem.config.getoption("relib_cycles"))
-    if not run.clean:
-        pytest.fail(f"native library not unloaded cleanly\n{run.describe(with_path=False)}",
-                    pytrace=False)
+    try:
+        run = run_cycles(cycle, path=pyfuncitem.nodeid,
+                         cycles=pyfuncitem.config.getoption("relib_cycles"))
+    except BaseException:
+        loader.put_back(aside)  # the fixture's teardown unloads them
+        raise
+    text = [] if run.clean else [run.describe(with_path=False)]
+    others = loader.finish(aside)
+    if not others.clean:
+        text.append("loaded by a fixture, unloaded after the test:\n" + others.describe())
+    if text:
+        pytest.fail("native library not unloaded cleanly\n" + "\n".join(text), pytrace=False)
     return True
 
 

@@ -48,6 +48,34 @@ def test_clean_library_passes_and_cycles_rerun_the_body(pytester, lib) -> None:
     pytester.runpytest(*PLUGIN, "--relib-cycles", "5").assert_outcomes(passed=2)
 
 
+def test_libraries_from_other_fixtures_stay_loaded_over_the_reruns(pytester, lib) -> None:
+    second = pytester.path / "libclean_copy.so"  # another file: loaded besides the first
+    second.write_bytes(lib["cycle_clean"].read_bytes())
+    _write(pytester, """
+        @pytest.fixture
+        def clean(relib_load):
+            return relib_load(CLEAN)
+
+        @pytest.fixture
+        def leaky(relib_load):
+            return relib_load(LEAK)
+
+        def test_fixture_library(clean, relib_load):
+            assert clean.function("cycle_work", ctypes.c_int)() == 42
+            assert relib_load(CLEAN2).function("cycle_work", ctypes.c_int)() == 42
+
+        def test_leaky_fixture_library(leaky):
+            assert leaky.function("cycle_work", ctypes.c_int)() == 42
+    """, clean=lib["cycle_clean"], leak=lib["cycle_leak_fd"], clean2=second)
+    result = pytester.runpytest(*PLUGIN, "--relib-cycles", "3")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    # a descriptor per run while the fixture's library stays loaded, all three in its report
+    assert re.search(r"fds: \d+ -> \d+ \(\+2, \+1 in the second half, tolerance 0\) GREW", out)
+    assert "loaded by a fixture, unloaded after the test:" in out
+    assert len(re.findall(r"descriptor left open: fd \d+ -> /dev/null", out)) == 3
+
+
 def test_fd_leak_fails_with_the_unload_report(pytester, lib) -> None:
     _write(pytester, """
         def test_leaks(relib_load):
