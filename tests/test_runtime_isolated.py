@@ -55,7 +55,8 @@ def test_cli_run_clean_exit_0(native) -> None:
     assert code == 0
     assert data["clean"] and data["stage"] == "done" and not data["isolated"]
     assert data["call"] == {"symbol": "plain_bump", "restype": "int", "times": 3,
-                            "last_result": 3}
+                            "last_result": 3, "argtypes": [], "args": [], "declared": True,
+                            "signature": "int plain_bump(void)"}
     assert data["unload"]["unloaded"] is True and data["error"] is None
 
 

@@ -26,4 +26,4 @@ def execute(args: argparse.Namespace) -> int:
 
     return child_main(args.path, call=args.call, restype=args.restype, times=args.times,
                       owner=args.owner, check=args.check, lazy=args.lazy,
-                      deepbind=args.deepbind, protocol=args.protocol)
+                      deepbind=args.deepbind, protocol=args.protocol, args=args.args)

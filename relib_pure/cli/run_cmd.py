@@ -21,18 +21,27 @@ __all__ = ["configure_parser", "execute", "render_text"]
 
 #: the keys of :data:`relib_pure.runtime.probe.RESTYPES`, spelled out so that
 #: building the parser does not import the runtime (every command would pay it)
-RESTYPE_NAMES = ("double", "int", "int64", "pointer", "uint64", "void")
+RESTYPE_NAMES = ("bool", "double", "float", "int", "int16", "int32", "int64", "int8", "long",
+                 "pointer", "size_t", "str", "uint", "uint16", "uint32", "uint64", "uint8",
+                 "ulong", "void")
 
 
 def add_cycle_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared with the hidden ``probe`` child command."""
     parser.add_argument("path", help="the shared library")
     parser.add_argument("--call", metavar="SYMBOL",
-                        help="call this exported function (no arguments) after loading; a "
-                             "relib module's main is always called first, as relib's host "
-                             "does ('--call main' calls it --times times instead)")
-    parser.add_argument("--restype", choices=RESTYPE_NAMES, default="void",
-                        help="return type of --call (default: void)")
+                        help="call this exported function after loading: NAME, "
+                             "'NAME(2, 3.5, \"text\")' (argument types from the literals) or "
+                             "NAME:RET(TYPE,...) with --arg values; without declared types it "
+                             "is called as int NAME(void), so a result of a function returning "
+                             "anything else is garbage. A relib module's main is always called "
+                             "first, as relib's host does ('--call main' calls it --times "
+                             "times instead)")
+    parser.add_argument("--arg", dest="args", action="append", default=[], metavar="VALUE",
+                        help="an argument of --call (repeatable; converted to the declared "
+                             "type, else integer, float or string)")
+    parser.add_argument("--restype", choices=RESTYPE_NAMES, default=None,
+                        help="return type of --call (default: int, undeclared)")
     parser.add_argument("--times", type=int, default=1, metavar="N",
                         help="call it N times (default 1)")
     parser.add_argument("--owner", choices=("thread", "caller"), default="thread",
@@ -76,8 +85,15 @@ def render_text(data: dict[str, Any]) -> str:
                      + (f" -> {main['result']!r}" if main["result"] is not None else ""))
     call = data.get("call")
     if call:
-        lines.append(f"  called {call['symbol']}() x{call['times']}"
-                     + (f" -> {call['last_result']}" if call["restype"] != "void" else ""))
+        values = ", ".join(repr(a) for a in call.get("args", []))
+        lines.append(f"  called {call.get('signature', call['symbol'] + '()')}"
+                     + (f" with ({values})" if values else "") + f" x{call['times']}"
+                     + (f" -> {call['last_result']!r}" if call["restype"] != "void" else ""))
+        if not call.get("declared", True):
+            types = ",".join(call.get("argtypes", []))
+            lines.append("  (return type not declared: read as int, meaningless if the "
+                         "function returns anything else; declare it, e.g. "
+                         f"--call '{call['symbol']}:double({types})' or --restype)")
     proc = data.get("process")
     if proc and (proc["signal"] is not None or proc["timed_out"]):
         why = f"killed by {proc['signal_name']}" if proc["signal"] else "timed out"
@@ -117,20 +133,50 @@ def execute(args: argparse.Namespace) -> int:
     if args.cycles is not None:
         from relib_pure.cli.run_cycles import execute_cycles
 
+        if args.args or (args.call is not None and not args.call.replace("_", "a").isalnum()):
+            print("relib-pure run: --cycles calls a bare --call NAME (no arguments)",
+                  file=sys.stderr)
+            return 2
+        if args.restype is None:
+            args.restype = "void"  # what --cycles has always assumed
+        from relib_pure.runtime.cycles import _RESTYPES as cycle_restypes
+
+        if args.restype not in cycle_restypes:
+            print(f"relib-pure run: --cycles takes --restype {', '.join(cycle_restypes)}",
+                  file=sys.stderr)
+            return 2
         return execute_cycles(args)
+    if args.args and args.call is None:
+        print("relib-pure run: --arg needs --call", file=sys.stderr)
+        return 2
+    if args.call is not None:
+        from relib_pure.runtime.callspec import parse_call
+
+        try:
+            parse_call(args.call, args.args, args.restype)
+        except ValueError as e:
+            if args.json:
+                print(json.dumps({"version": 1, "path": args.path, "error": {
+                    "code": "usage", "message": str(e), "path": None}}, indent=2))
+            print(f"relib-pure run: {e}", file=sys.stderr)
+            return 2
     result: Any
     if args.isolated:
         result = probe(args.path, call=args.call, restype=args.restype, times=args.times,
                        owner=args.owner, check=args.check, lazy=args.lazy,
-                       deepbind=args.deepbind, protocol=args.protocol, timeout=args.timeout)
+                       deepbind=args.deepbind, protocol=args.protocol, timeout=args.timeout,
+                       args=args.args)
     else:
         with native_stdout_to_stderr():
             result = run_cycle(args.path, call=args.call, restype=args.restype,
                                times=args.times, owner=args.owner, check=args.check,
-                               lazy=args.lazy, deepbind=args.deepbind, protocol=args.protocol)
+                               lazy=args.lazy, deepbind=args.deepbind, protocol=args.protocol,
+                               args=args.args)
     data = result.to_dict()
-    if args.json:
-        print(json.dumps(data, indent=2))
-    else:
-        print(render_text(data))
+    try:
+        print(json.dumps(data, indent=2) if args.json else render_text(data), flush=True)
+    except BrokenPipeError:
+        from relib_pure.cli.main import reader_gone
+
+        reader_gone(sys.stdout)  # `| head`: the verdict is still the exit status
     return int(result.exit_code)

@@ -18,11 +18,12 @@ import os
 import signal as signal_mod
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from relib_pure.errors import RelibError
+from relib_pure.runtime.callspec import RETURN_TYPES, CallSpec, parse_call
 from relib_pure.runtime.report import UnloadReport
 
 logger = logging.getLogger(__name__)
@@ -32,15 +33,9 @@ __all__ = ["RESTYPES", "RunResult", "ProbeReport", "run_cycle", "probe", "SCHEMA
 
 SCHEMA_VERSION = 1
 
-#: return types a ``--call`` may declare (the call takes no arguments)
-RESTYPES: dict[str, Any] = {
-    "void": None,
-    "int": ctypes.c_int,
-    "int64": ctypes.c_int64,
-    "uint64": ctypes.c_uint64,
-    "double": ctypes.c_double,
-    "pointer": ctypes.c_void_p,
-}
+#: return types a ``--call`` may declare (``--restype``; see
+#: :mod:`relib_pure.runtime.callspec` for arguments)
+RESTYPES: dict[str, Any] = dict(RETURN_TYPES)
 
 STAGES = ("start", "validate", "load", "main", "call", "unload", "done")
 # a failed compatibility check is a verdict (1), not unreadable input (2)
@@ -130,11 +125,19 @@ class ProbeReport:
         return base
 
 
-def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype: str = "void",
-              times: int = 1, owner: str = "thread", policy: Any = None, check: bool = True,
-              lazy: bool = False, deepbind: bool = False, protocol: bool = True,
-              on_stage: Callable[[str], None] | None = None) -> RunResult:
-    """Load ``path``, call ``call()`` ``times`` times, unload and verify, here.
+def run_cycle(path: str | os.PathLike[str], *, call: str | None = None,
+              restype: str | None = None, times: int = 1, owner: str = "thread",
+              policy: Any = None, check: bool = True, lazy: bool = False,
+              deepbind: bool = False, protocol: bool = True,
+              on_stage: Callable[[str], None] | None = None,
+              args: Sequence[str] = ()) -> RunResult:
+    """Load ``path``, call ``call`` ``times`` times, unload and verify, here.
+
+    ``call`` is a :func:`~relib_pure.runtime.callspec.parse_call` spelling
+    (``"plain_add(2, 3)"``, ``"plain_add:int(int,int)"`` with ``args``
+    ``["2", "3"]``, or a bare name); ``restype`` declares the return type.
+    Without declared types the call is ``int f(void)`` (or ``int f(<the
+    literals' types>)``) and the result's ``call.declared`` is false.
 
     ``protocol`` picks the driver as :func:`relib_pure.load` does (relib's for
     relib modules built with unloading); ``False`` treats every library as
@@ -148,6 +151,7 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
     from relib_pure.runtime.validate import validate
 
     _check_arguments(restype, times, owner)
+    spec: CallSpec | None = parse_call(call, args, restype) if call is not None else None
     shown = os.fspath(path)
     stage = "start"
     call_info: dict[str, Any] | None = None
@@ -170,21 +174,27 @@ def run_cycle(path: str | os.PathLike[str], *, call: str | None = None, restype:
         try:
             # relib protocol drivers bind the module's main (``__relib__main``)
             main = getattr(module.driver, "main", None)
-            if main is not None and call != "main":
+            if main is not None and (spec is None or spec.symbol != "main"):
                 reach("main")
                 main_info = {"symbol": main.symbol, "result": None}
                 main_info["result"] = _json_value(module.run_on_owner(main))
-            if call is not None:
-                if main is not None and call == "main":
-                    fn = lambda: module.run_on_owner(main)  # noqa: E731
+            if spec is not None:
+                values = spec.call_args()
+                fn: Callable[..., Any]
+                if main is not None and spec.symbol == "main":
+                    fn = lambda *_: module.run_on_owner(main)  # noqa: E731
                 else:
-                    fn = module.function(call, RESTYPES[restype], ())
+                    res, argtypes = spec.ctypes_signature()
+                    fn = module.function(spec.symbol, res, argtypes)
                 reach("call")
                 last = None
                 for _ in range(times):
-                    last = fn()
-                call_info = {"symbol": call, "restype": restype, "times": times,
-                             "last_result": _json_value(last)}
+                    last = fn(*values)
+                described = spec.to_dict()
+                call_info = {"symbol": spec.symbol, "restype": spec.restype, "times": times,
+                             "last_result": _json_value(last),
+                             **{k: described[k] for k in ("argtypes", "args", "declared",
+                                                          "signature")}}
         finally:
             reach("unload")
             report = module.unload()
@@ -203,13 +213,15 @@ def _json_value(value: Any) -> Any:
     (``"nan"``, ``"inf"``, ``"-inf"``), which strict JSON parsers would reject as a number."""
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
+    if isinstance(value, bytes):  # a char * result
+        return value.decode("utf-8", "replace")
     return value
 
 
-def _check_arguments(restype: str, times: int, owner: str) -> None:
+def _check_arguments(restype: str | None, times: int, owner: str) -> None:
     # a caller's mistake, not the library's: under probe() the child's argparse
     # would otherwise turn it into a "crash" report
-    if restype not in RESTYPES:
+    if restype is not None and restype not in RESTYPES:
         raise ValueError(f"restype must be one of {sorted(RESTYPES)}")
     if owner not in ("thread", "caller"):
         raise ValueError(f"owner must be 'thread' or 'caller', not {owner!r}")
@@ -224,21 +236,26 @@ def _signal_name(num: int) -> str:
         return f"signal {num}"
 
 
-def probe(path: str | os.PathLike[str], *, call: str | None = None, restype: str = "void",
-          times: int = 1, owner: str = "thread", check: bool = True, lazy: bool = False,
-          deepbind: bool = False, protocol: bool = True,
-          timeout: float = 60.0) -> ProbeReport:
+def probe(path: str | os.PathLike[str], *, call: str | None = None,
+          restype: str | None = None, times: int = 1, owner: str = "thread",
+          check: bool = True, lazy: bool = False, deepbind: bool = False,
+          protocol: bool = True, timeout: float = 60.0, args: Sequence[str] = ()) -> ProbeReport:
     """Run :func:`run_cycle` in a child ``python -m relib_pure probe`` and report.
 
     The child is the same interpreter with ``faulthandler`` on, so a crash
     leaves a Python traceback in ``stderr``.
     """
     _check_arguments(restype, times, owner)
+    if call is not None:
+        parse_call(call, args, restype)  # the caller's mistake, said here, not as a crash
     shown = os.fspath(path)
     cmd = [sys.executable, "-X", "faulthandler", "-m", "relib_pure", "probe",
-           "--times", str(times), "--restype", restype, "--owner", owner]
+           "--times", str(times), "--owner", owner]
+    if restype is not None:
+        cmd.append(f"--restype={restype}")
     if call is not None:
         cmd.append(f"--call={call}")
+        cmd += [f"--arg={a}" for a in args]
     if not check:
         cmd.append("--no-check")
     if lazy:
@@ -279,9 +296,9 @@ def probe(path: str | os.PathLike[str], *, call: str | None = None, restype: str
                        result, timed_out)
 
 
-def child_main(path: str, *, call: str | None, restype: str, times: int, owner: str,
+def child_main(path: str, *, call: str | None, restype: str | None, times: int, owner: str,
                check: bool, lazy: bool = False, deepbind: bool = False,
-               protocol: bool = True) -> int:
+               protocol: bool = True, args: Sequence[str] = ()) -> int:
     """The child side of :func:`probe`: stage lines then the result, on stdout."""
     with native_stdout_to_stderr() as out:
         def emit(obj: dict[str, Any]) -> None:
@@ -290,7 +307,7 @@ def child_main(path: str, *, call: str | None, restype: str, times: int, owner: 
 
         result = run_cycle(path, call=call, restype=restype, times=times, owner=owner,
                            check=check, lazy=lazy, deepbind=deepbind, protocol=protocol,
-                           on_stage=lambda s: emit({"stage": s}))
+                           on_stage=lambda s: emit({"stage": s}), args=args)
         emit({"result": result.to_dict()})
     return result.exit_code
 
