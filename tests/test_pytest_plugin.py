@@ -7,13 +7,26 @@ crashes run in a pytest subprocess, so nothing they leave stays in this one.
 from __future__ import annotations
 
 import ctypes
+import importlib
+import pkgutil
 import re
 import textwrap
 from pathlib import Path
 
 import pytest
 
+import relib_pure
+import test_relib_host_support  # noqa: F401 - imported by generated tests, see below
+
 pytest_plugins = ["pytester"]
+
+# pytester's in-process runs drop the modules first imported inside them from
+# sys.modules; the next import in this process would make a second copy (a second
+# LibraryInfo class, which isinstance() against cached objects then rejects). So
+# every relib_pure module is imported here, before any inner run.
+for _found in pkgutil.walk_packages(relib_pure.__path__, "relib_pure."):
+    if not _found.name.endswith("__main__"):
+        importlib.import_module(_found.name)
 
 # the plugin under test; third-party plugins are kept out of the inner runs, which
 # would otherwise import them afresh each time (seconds for hypothesis)
