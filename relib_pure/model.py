@@ -346,7 +346,7 @@ class DebugInfo(_ToDict):
     ``units_total`` compile units were parsed: only those holding the
     symbols. ``missing`` lists the symbols no DWARF entry describes (code
     from objects built without ``-g``); ``skipped`` counts exported
-    functions left out past the reading bound.
+    functions left out past the reading bounds (``message`` then says which).
     """
 
     status: str

@@ -158,3 +158,36 @@ def test_mutated_dwarf_is_read_or_refused_in_bounded_time(v1) -> None:
             refused += 1
         assert time.perf_counter() - start < 2.0
     assert refused > 0  # the mutations do reach the parser
+
+
+def test_die_budget_leaves_the_rest_unread(v1, monkeypatch) -> None:
+    from relib_pure.inspection import dwarf
+
+    monkeypatch.setattr(dwarf, "MAX_DIES", 20)
+    debug = read_debug_info(inspect(v1))
+    assert debug.status == "ok" and debug.skipped > 0
+    assert "reading bound" in (debug.message or "")
+    assert len(debug.signatures) + debug.skipped == 9
+
+
+def test_compressed_debug_info_is_read(tmp_path, v1) -> None:
+    """objcopy --compress-debug-sections (SHF_COMPRESSED, zlib): the same signatures."""
+    import shutil
+    import subprocess
+
+    objcopy = shutil.which("objcopy")
+    if objcopy is None:
+        pytest.skip("objcopy (binutils) missing")
+    packed = tmp_path / "libpacked.so"
+    subprocess.run([objcopy, "--compress-debug-sections=zlib", str(v1), str(packed)],
+                   check=True)
+    plain = read_debug_info(inspect(v1))
+    debug = read_debug_info(inspect(packed))
+    assert [s.to_dict() for s in debug.signatures] == [s.to_dict() for s in plain.signatures]
+    # a compression header claiming 1 TB uncompressed is refused before inflating
+    data = bytearray(packed.read_bytes())
+    off, _ = _section_range(bytes(data), b".debug_info")
+    data[off + 8:off + 16] = (1 << 40).to_bytes(8, "little")  # Elf64_Chdr.ch_size
+    with pytest.raises(InspectionError) as caught:
+        inspect_bytes(bytes(data), "bomb.so", signatures=True)
+    assert caught.value.code == "inspect.bad-dwarf" and "uncompressed" in str(caught.value)

@@ -8,7 +8,6 @@ The module comes from ``../shared/relib-kit`` (``testing/module``, feature
 from __future__ import annotations
 
 import ctypes
-import os
 from pathlib import Path
 
 import pytest
@@ -19,22 +18,21 @@ from relib_pure.inspection import inspect
 from relib_pure.interface import Interface
 from relib_pure.relib import load_module
 
-from kit_debug import KIT, KitUnavailable, debug_test_module  # noqa: E402 - tools/ on sys.path
+from relib_kit import source_root  # noqa: E402 - tools/ is on sys.path (conftest)
 
 
 @pytest.fixture(scope="module")
-def module() -> Path:
-    try:
-        return debug_test_module()
-    except KitUnavailable as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"relib kit unavailable on CI: {e}")
-        pytest.skip(f"relib kit unavailable: {e}")
+def module(relib_kit_build, tmp_path_factory) -> Path:
+    # a copy: loading it here must not make another test's module "already loaded"
+    source = relib_kit_build("unloading", profile="debug", host=False).module
+    copy = tmp_path_factory.mktemp("relib-kit-debug") / source.name
+    copy.write_bytes(source.read_bytes())
+    return copy
 
 
 @pytest.fixture(scope="module")
 def interface() -> Interface:
-    shared = KIT / "testing" / "shared" / "src"
+    shared = source_root() / "testing" / "shared" / "src"
     return Interface.from_rust(shared / "exports.rs", "Exports").merge(
         Interface.from_rust(shared / "imports.rs", "Imports"))
 
@@ -108,3 +106,36 @@ def test_bench_dwarf_smoke(module, repo_root: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "ratio relib-pure/readelf" in done.stdout and "target <= 0.5 s" in done.stdout
+
+
+def test_check_cli_rust_interface(module, capsys) -> None:
+    from relib_pure.cli.main import main
+
+    shared = source_root() / "testing" / "shared" / "src"
+    argv = ["check", str(module), "--no-resolve", "--json",
+            "--rust-interface", f"{shared / 'exports.rs'}:Exports",
+            "--rust-interface", f"{shared / 'imports.rs'}:Imports"]
+    assert main(argv) == 0
+    import json
+
+    doc = json.loads(capsys.readouterr()[0])
+    codes = {f["code"] for f in doc["findings"]}
+    assert "interface.signatures-checked" in codes
+    assert not any(c.startswith("interface.signature-") for c in codes)
+    assert main(["check", str(module), "--rust-interface", "no-colon"]) == 2
+
+
+def test_diff_debug_against_release_build(module, relib_kit_build) -> None:
+    """The same source in release: nothing a host sees changed, and without
+    DWARF on one side the signatures are said not compared."""
+    from relib_pure.compat.diff import diff_libraries
+
+    release = relib_kit_build("unloading").module
+    result = diff_libraries(inspect(module, signatures=True), inspect(release, signatures=True))
+    assert not result.breaking, [c.message for c in result.changes]
+    codes = {c.code for c in result.changes}
+    assert "diff.signatures-unavailable" in codes
+    assert not codes & {"diff.export-removed", "diff.compilation-changed", "diff.boxing-changed"}
+    # the optimiser may drop a libc reference; relib's import slots stay the same
+    assert all(not c.details.get("relib") for c in result.changes
+               if c.code in ("diff.import-added", "diff.import-removed"))

@@ -2,7 +2,7 @@
 """Benchmark the DWARF signature read against ``readelf --debug-dump=info``.
 
 On upstream relib 0.7's test module built in debug (13 MB, 4.4 MB of
-``.debug_info``; built and cached by ``tools/kit_debug.py``, or ``--library``),
+``.debug_info``; built and cached by ``tools/relib_kit.py``, or ``--library``),
 it times in one run:
 
 - ``read_debug_info``: the signatures of every relib export, import slot,
@@ -56,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.library is not None:
         path = args.library
     else:
-        from kit_debug import KitUnavailable, debug_test_module
+        import relib_kit
 
         try:
-            path = debug_test_module()
-        except KitUnavailable as e:
+            path = relib_kit.build("unloading", profile="debug", host=False).module
+        except (relib_kit.KitUnavailable, relib_kit.KitBuildFailed) as e:
             print(f"bench_dwarf: {e}", file=sys.stderr)
             return 2
     info = inspect(path)

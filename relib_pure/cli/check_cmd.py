@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from relib_pure.compat import Policy
     from relib_pure.compat.manylinux import Requirements
     from relib_pure.inspection.targets import Collection
+    from relib_pure.interface import Interface
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ def configure_parser(subparsers: Any) -> None:
     p.add_argument("--imports", nargs="+", action=NameList, default=[], metavar="NAME",
                    help="import slots / references the host provides; repeatable, "
                         "comma-separated lists allowed")
+    p.add_argument("--rust-interface", action="append", default=[], metavar="FILE:TRAIT",
+                   help="declare the interface from a Rust trait (relib's shared crate, e.g. "
+                        "src/exports.rs:Exports); with a debug build its signatures are "
+                        "compared with the DWARF (repeatable)")
     p.add_argument("--no-resolve", action="store_true",
                    help="do not search NEEDED libraries and undefined symbols")
     p.add_argument("--no-unload", action="store_true",
@@ -183,11 +188,26 @@ def _policy(args: argparse.Namespace) -> Policy:
         expectation = Expectation.from_rustc()
     elif args.like:
         expectation = Expectation.like(args.like)
-    return Policy(expect=expectation, exports=tuple(args.exports),
+    return Policy(expect=expectation, interface=_rust_interface(args.rust_interface),
+                  exports=tuple(args.exports),
                   imports=tuple(args.imports), resolve=not args.no_resolve,
                   unloading=not args.no_unload, require_relib=args.require_relib,
                   ignore=frozenset(args.ignore), downgrade=frozenset(args.relax),
                   escalate=_strict_codes(args.relax) if args.strict else frozenset())
+
+
+def _rust_interface(specs: list[str]) -> Interface | None:
+    """``FILE:TRAIT`` items merged into one interface (``None`` without any)."""
+    from relib_pure.interface import Interface
+
+    merged: Interface | None = None
+    for spec in specs:
+        path, sep, trait = spec.rpartition(":")
+        if not sep or not path or not trait.strip():
+            raise ValueError(f"--rust-interface wants FILE:TRAIT, got {spec!r}")
+        one = Interface.from_rust(path, trait.strip())
+        merged = one if merged is None else merged.merge(one)
+    return merged
 
 
 def _strict_codes(relaxed: list[str]) -> frozenset[str]:

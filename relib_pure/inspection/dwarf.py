@@ -39,8 +39,9 @@ __all__ = ["read_debug_info", "with_debug_info", "MAX_DIES", "MAX_FUNCTIONS", "M
 
 logger = logging.getLogger(__name__)
 
-#: DIEs parsed in one read, over every unit: a unit of a real relib debug
-#: module has a few thousand, a corrupt length field claims millions
+#: DIEs parsed in one read, over every unit (a unit of a real relib debug
+#: module has a few thousand): past it the rest is left unread and counted in
+#: ``DebugInfo.skipped``
 MAX_DIES = 2_000_000
 #: plain exported functions read (relib's own are always read)
 MAX_FUNCTIONS = 4096
@@ -48,6 +49,8 @@ MAX_FUNCTIONS = 4096
 MAX_TYPE_DEPTH = 6
 #: depth a pointer hop costs (its target's fields are read one level less deep)
 _POINTER_DEPTH = 3
+#: uncompressed size a compressed debug section may claim (or 64x the file)
+MAX_INFLATED = 256 << 20
 #: members / parameters kept per aggregate / function
 MAX_MEMBERS = 512
 
@@ -179,23 +182,48 @@ class _Reader:
         elf = ELFFile(self.stream)
         if elf.get_section_by_name(".debug_info") is None:
             return DebugInfo("absent", self._absent_message(elf), skipped=self.skipped)
+        self._check_compressed(elf)
         dwarf = elf.get_dwarf_info(relocate_dwarf_sections=False)
         by_unit, total = self._units_of(dwarf)
         found: dict[str, DebugSignature] = {}
         version: int | None = None
+        unread: set[int] = set()
+        read = 0
         for offset in sorted(by_unit):
+            if self.dies >= MAX_DIES:
+                unread |= by_unit[offset]
+                continue
             cu = dwarf.get_CU_at(offset)
             version = version or int(cu["version"])
-            self._scan(dwarf, cu, by_unit[offset], found)
+            if not self._scan(dwarf, cu, by_unit[offset], found):
+                unread |= by_unit[offset]
+            read += 1
         wanted = [t for ts in self.targets.values() for t in ts]
+        cut = {t.symbol for a in unread for t in self.targets[a] if t.symbol not in found}
         missing = sorted(t.symbol for t in wanted if t.symbol not in found
-                         and (t.code or t.role != "function"))
+                         and t.symbol not in cut and (t.code or t.role != "function"))
         ordered = tuple(found[t.symbol] for t in sorted(wanted, key=lambda t: t.symbol)
                         if t.symbol in found)
+        message = None
+        if cut:
+            message = (f"stopped after {MAX_DIES} DIEs (the reading bound): "
+                       f"{len(cut)} symbol(s) not read")
+            logger.warning("%s: %s", self.path, message)
         logger.debug("%s: %d signature(s) from %d of %d unit(s), %d DIEs", self.path,
-                     len(ordered), len(by_unit), total, self.dies)
-        return DebugInfo("ok", None, version, ordered, tuple(missing), len(by_unit), total,
-                         self.skipped)
+                     len(ordered), read, total, self.dies)
+        return DebugInfo("ok", message, version, ordered, tuple(missing), read, total,
+                         self.skipped + len(cut))
+
+    def _check_compressed(self, elf: Any) -> None:
+        """pyelftools inflates a compressed (``SHF_COMPRESSED``) section whole:
+        a size claim far beyond the file's is a decompression bomb, not DWARF."""
+        self.stream.seek(0, os.SEEK_END)
+        limit = max(MAX_INFLATED, 64 * self.stream.tell())
+        for section in elf.iter_sections():
+            if section.name.startswith(".debug_") and section.compressed \
+                    and section.data_size > limit:
+                raise _bad(self.path, f"{section.name} claims {section.data_size} bytes "
+                                      f"uncompressed (more than {limit})")
 
     @staticmethod
     def _absent_message(elf: Any) -> str:
@@ -286,12 +314,16 @@ class _Reader:
     # -- one unit ------------------------------------------------------------------------
 
     def _scan(self, dwarf: Any, cu: Any, addrs: set[int],
-              found: dict[str, DebugSignature]) -> None:
+              found: dict[str, DebugSignature]) -> bool:
+        """Fill ``found`` from one unit; false when the DIE budget ran out in it."""
         unit = _text(cu.get_top_DIE().attributes.get("DW_AT_name"))
+        pending = {t.symbol for a in addrs for t in self.targets[a]} - set(found)
         for die in cu.iter_DIEs():
+            if not pending:
+                return True  # the rest of the unit holds nothing asked for
             self.dies += 1
             if self.dies > MAX_DIES:
-                raise _bad(self.path, f"more than {MAX_DIES} DIEs in the units read")
+                return False
             tag = die.tag
             if tag == "DW_TAG_subprogram":
                 low = die.attributes.get("DW_AT_low_pc")
@@ -303,6 +335,7 @@ class _Reader:
                 for t in self.targets.get(addr, ()):
                     if t.code and t.symbol not in found:
                         found[t.symbol] = self._function(die, t, unit)
+                        pending.discard(t.symbol)
             elif tag == "DW_TAG_variable" and "DW_AT_location" in die.attributes:
                 addr = _location_address(dwarf, cu, die.attributes["DW_AT_location"])
                 if addr is None or addr not in addrs:
@@ -312,6 +345,8 @@ class _Reader:
                         sig = self._slot(die, t, unit)
                         if sig is not None:
                             found[t.symbol] = sig
+                        pending.discard(t.symbol)
+        return True
 
     def _function(self, die: Any, target: _Target, unit: str | None) -> DebugSignature:
         origin = _origin(die)
