@@ -116,21 +116,22 @@ def _import_specs(import_types: Any, interface: Any,
     return _dedupe(specs), impls
 
 
-def _with_signature_findings(report: Any, info: LibraryInfo, specs: tuple[FunctionSpec, ...],
+def _with_signature_findings(report: Any, validated: Any, specs: tuple[FunctionSpec, ...],
                              policy: Any) -> Any:
     """``report`` plus the declared specs compared with the module's DWARF
-    (read here: a module without debug information costs one section lookup)."""
+    (read once per file identity: a module without debug information costs one
+    section lookup)."""
     from relib_pure.compat.report import CheckReport, sort_findings
     from relib_pure.compat.signatures import check_signatures
-    from relib_pure.inspection.dwarf import with_debug_info
+    from relib_pure.runtime.validate import debug_info
 
     if policy.interface is not None:  # check() compared those already
         taken = {f.symbol for f in (*policy.interface.exports, *policy.interface.imports)}
         specs = tuple(s for s in specs if s.symbol not in taken)
     if not specs:
         return report
-    debug = with_debug_info(info).debug
-    extra = [f for f in (policy.apply(f) for f in check_signatures(debug, specs)) if f is not None]
+    findings = check_signatures(debug_info(validated), specs)
+    extra = [f for f in (policy.apply(f) for f in findings) if f is not None]
     return CheckReport(report.path, sort_findings([*report.findings, *extra]), report.checks)
 
 
@@ -350,7 +351,7 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
             pol = dataclasses.replace(pol, expect=wanted)
         report = run_check(validated.info, pol)
         if pol.runs("interface"):
-            report = _with_signature_findings(report, validated.info,
+            report = _with_signature_findings(report, validated,
                                               (*_dedupe(export_specs), *import_specs), pol)
         report.raise_for_errors()
         validated = dataclasses.replace(validated, check_report=report)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Validated", "validate", "library_info", "clear_caches"]
+__all__ = ["Validated", "validate", "library_info", "debug_info", "clear_caches"]
 
 _CACHE_SIZE = 64
 _O_PATH = getattr(os, "O_PATH", 0)
@@ -33,6 +33,7 @@ _O_PATH = getattr(os, "O_PATH", 0)
 _cache_lock = threading.Lock()
 _cache: OrderedDict[tuple[Any, ...], LibraryInfo] = OrderedDict()
 _check_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_debug_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _DEFAULT_POLICY: Any = None
 
 
@@ -69,6 +70,7 @@ def clear_caches() -> None:
     with _cache_lock:
         _cache.clear()
         _check_cache.clear()
+        _debug_cache.clear()
 
 
 def _resolve(abs_path: str) -> tuple[str, os.stat_result]:
@@ -132,6 +134,23 @@ def _library_info(path: str, st: os.stat_result) -> tuple[LibraryInfo, bool]:
         info = inspect(path)
         _store(_cache, key, info)
         return info, True
+
+
+def debug_info(validated: Validated) -> Any:
+    """The DWARF signatures of a validated file
+    (:func:`relib_pure.inspection.dwarf.read_debug_info`), cached by its identity:
+    reloading a debug build must not parse its DWARF (and grow the heap) each time."""
+    from relib_pure.inspection.dwarf import read_debug_info
+
+    key = (validated.real_path, validated.file)
+    with _cache_lock:
+        debug = _debug_cache.get(key)
+        if debug is not None:
+            _debug_cache.move_to_end(key)
+            return debug
+        debug = read_debug_info(validated.info, validated.real_path)
+        _store(_debug_cache, key, debug)
+        return debug
 
 
 def _check(info: LibraryInfo, file_key: tuple[Any, ...], policy: Any) -> Any:
