@@ -100,3 +100,19 @@ def test_without_dwarf_nothing_is_compared(native) -> None:
     assert report.ok
     (note,) = report.by_code("interface.signatures-unchecked")
     assert "no DWARF" in note.message
+
+
+def test_dwarf_read_once_per_file_identity(native, tmp_path) -> None:
+    """Reloading an unchanged debug build reuses its signatures; a rewritten file is read again."""
+    import shutil
+
+    from relib_pure.runtime.validate import debug_info, validate
+
+    path = tmp_path / "libdwarf_sig.so"
+    shutil.copy2(native("dwarf_sig_v1"), path)
+    first = debug_info(validate(path, check=False))
+    assert first.find("sig_old") is not None
+    assert debug_info(validate(path, check=False)) is first
+    shutil.copyfile(native("dwarf_sig_v2"), path)  # same path, other bytes
+    again = debug_info(validate(path, check=False))
+    assert again is not first and again.find("sig_new") is not None
