@@ -116,3 +116,17 @@ def test_dwarf_read_once_per_file_identity(native, tmp_path) -> None:
     shutil.copyfile(native("dwarf_sig_v2"), path)  # same path, other bytes
     again = debug_info(validate(path, check=False))
     assert again is not first and again.find("sig_new") is not None
+
+
+def test_corrupt_dwarf_leaves_signatures_unchecked_with_a_warning(native, tmp_path) -> None:
+    from test_dwarf import _section_range  # noqa: E402 - the tests' ELF section finder
+
+    data = bytearray(native("dwarf_sig_v1").read_bytes())
+    off, _ = _section_range(bytes(data), b".debug_info")
+    data[off + 4:off + 6] = (77).to_bytes(2, "little")  # DWARF version 77
+    path = tmp_path / "libcorrupt.so"
+    path.write_bytes(bytes(data))
+    report = _report(path, GOOD)
+    (warning,) = report.by_code("interface.signatures-unchecked")
+    assert warning.severity == "warning" and warning.details["code"] == "inspect.bad-dwarf"
+    assert "corrupt DWARF" in warning.message

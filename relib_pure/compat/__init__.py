@@ -29,7 +29,7 @@ from relib_pure.compat.hazards import check_hazards
 from relib_pure.compat.host import HostPlatform
 from relib_pure.compat.policy import Policy
 from relib_pure.compat.relib_version import check_relib
-from relib_pure.compat.signatures import Declared, check_signatures
+from relib_pure.compat.signatures import Declared, check_signatures, unreadable_dwarf_finding
 from relib_pure.compat.report import (FINDING_CODES, NAMESPACES, SEVERITIES, CheckReport,
                                       Finding, sort_findings)
 from relib_pure.model import LibraryInfo
@@ -112,11 +112,21 @@ def check(info_or_path: InfoOrPath, policy: Policy | None = None) -> CheckReport
 
 
 def _signature_findings(info: LibraryInfo, declared: tuple[Declared, ...]) -> list[Finding]:
-    """Declared signatures against the DWARF, read now when ``info`` lacks it."""
-    if info.format == "elf" and info.debug is None:
+    """Declared signatures against the DWARF, read now when ``info`` lacks it.
+
+    DWARF that cannot be read (corrupt, or ``info`` made from bytes no longer
+    at hand) leaves the signatures unchecked with a warning: the rest of the
+    library is still what the other checks judged.
+    """
+    from relib_pure.errors import InspectionError
+
+    if info.debug is None:
         from relib_pure.inspection.dwarf import with_debug_info
 
-        info = with_debug_info(info)
+        try:
+            info = with_debug_info(info)
+        except InspectionError as e:
+            return [unreadable_dwarf_finding(e, declared)]
     return check_signatures(info.debug, declared)
 
 

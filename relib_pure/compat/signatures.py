@@ -22,7 +22,8 @@ from typing import Any, Protocol
 from relib_pure.compat.report import _SIGNATURE_CODES, Finding
 from relib_pure.model import DebugInfo, DebugSignature, DebugType
 
-__all__ = ["check_signatures", "debug_leaves", "Declared", "SIGNATURE_ERROR_CODES"]
+__all__ = ["check_signatures", "debug_leaves", "unreadable_dwarf_finding", "Declared",
+           "SIGNATURE_ERROR_CODES"]
 
 #: finding codes that mean "the declared signature is not what was compiled"
 SIGNATURE_ERROR_CODES = _SIGNATURE_CODES
@@ -88,6 +89,14 @@ def check_signatures(debug: DebugInfo | None, declared: Iterable[Declared]) -> l
                            f"{', '.join(unchecked[:5])}", {"reason": "no DWARF entry",
                                                           "symbols": unchecked}))
     return out
+
+
+def unreadable_dwarf_finding(error: Exception, declared: Iterable[Declared]) -> Finding:
+    """The warning for declared signatures whose DWARF could not be read."""
+    return Finding("interface.signatures-unchecked", "warning",
+                   f"declared signatures not compared: {error}",
+                   {"reason": str(error), "code": getattr(error, "code", None),
+                    "symbols": [d.symbol for d in declared]})
 
 
 def _compare(decl: Declared, sig: DebugSignature) -> list[Finding]:

@@ -122,7 +122,7 @@ def _with_signature_findings(report: Any, validated: Any, specs: tuple[FunctionS
     (read once per file identity: a module without debug information costs one
     section lookup)."""
     from relib_pure.compat.report import CheckReport, sort_findings
-    from relib_pure.compat.signatures import check_signatures
+    from relib_pure.compat.signatures import check_signatures, unreadable_dwarf_finding
     from relib_pure.runtime.validate import debug_info
 
     if policy.interface is not None:  # check() compared those already
@@ -130,7 +130,10 @@ def _with_signature_findings(report: Any, validated: Any, specs: tuple[FunctionS
         specs = tuple(s for s in specs if s.symbol not in taken)
     if not specs:
         return report
-    findings = check_signatures(debug_info(validated), specs)
+    try:
+        findings = check_signatures(debug_info(validated), specs)
+    except InspectionError as e:  # corrupt DWARF: the module itself passed validation
+        findings = [unreadable_dwarf_finding(e, specs)]
     extra = [f for f in (policy.apply(f) for f in findings) if f is not None]
     return CheckReport(report.path, sort_findings([*report.findings, *extra]), report.checks)
 
