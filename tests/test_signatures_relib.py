@@ -139,3 +139,21 @@ def test_diff_debug_against_release_build(module, relib_kit_build) -> None:
     # the optimiser may drop a libc reference; relib's import slots stay the same
     assert all(not c.details.get("relib") for c in result.changes
                if c.code in ("diff.import-added", "diff.import-removed"))
+
+
+def test_inspect_json_of_the_debug_module_validates(module, capsys) -> None:
+    import json
+    from importlib import resources
+
+    import jsonschema
+
+    from relib_pure.cli.main import main
+
+    schema = json.loads((resources.files("relib_pure") / "schemas" / "inspect.json").read_text())
+    assert main(["inspect", "--json", str(module)]) == 0
+    doc = json.loads(capsys.readouterr()[0])
+    jsonschema.validate(doc, schema, cls=jsonschema.Draft202012Validator)
+    sigs = {s["symbol"]: s for s in doc["libraries"][0]["debug"]["signatures"]}
+    ref = sigs["__relib__Exports_ref_"]["params"][1]["type"]
+    assert (ref["name"], ref["size"]) == ("RStr", 16)
+    assert [f["offset"] for f in ref["fields"]] == [0]  # RStr { inner: RSlice<u8> }
