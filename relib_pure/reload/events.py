@@ -58,10 +58,11 @@ class ReloadEvent:
     number; the first load is 1); ``serving`` is the version serving calls
     after the event (``None`` only for ``failed``). ``reason`` says why a
     version was refused (a :class:`~relib_pure.errors.RelibError` with a
-    stable ``code``). ``timings_ms``: ``detect`` (first file event to the
-    file being complete), ``build``, ``copy``, ``validate``, ``trial``,
-    ``unload``, ``load`` (load, main and ``on_load``), ``total`` (first file
-    event to the new code having run). ``unload`` is the report of the
+    stable ``code``). ``timings_ms``: ``detect`` (the change to the file
+    being complete: from its last write, or from the first file event when
+    that came first or a build ran), ``build``, ``copy``, ``validate``,
+    ``trial``, ``unload``, ``load`` (load, main and ``on_load``), ``total``
+    (the change to the new code having run). ``unload`` is the report of the
     version that was replaced (or of a candidate unloaded after failing).
     """
 

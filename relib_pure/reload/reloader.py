@@ -357,7 +357,7 @@ class Reloader:
                 if "src" in kinds and self.build_command is not None:
                     self.rebuild(detected_at=first)
                 else:
-                    self._attempt(first, None)
+                    self._attempt(first, None, watched=True)
             except Exception:  # the watcher must survive anything a cycle raises
                 logger.exception("%s: reload cycle failed", self.path)
 
@@ -394,7 +394,7 @@ class Reloader:
     # -- one cycle ----------------------------------------------------------------
 
     def _attempt(self, detected_at: float, build: BuildResult | None, *,
-                 initial: bool = False) -> ReloadEvent | None:
+                 initial: bool = False, watched: bool = False) -> ReloadEvent | None:
         with self._cycle_lock:
             if self._closed and not initial:
                 return None
@@ -439,6 +439,8 @@ class Reloader:
                     raise err
                 return self._reject(self._next(), err, timings, build)
             t_copied = time.monotonic()
+            if watched and self._last_state is not None:
+                detected_at = _change_time(detected_at, self._last_state)
             timings["detect"] = _ms(t_settled - detected_at)
             timings["copy"] = _ms(t_copied - t_settled)
             serving = self._serving
@@ -624,6 +626,19 @@ class Reloader:
             logger.warning("%s: shadow copies still mapped: %s", self.path,
                            ", ".join(c.path for c in leaked))
         return self._final
+
+
+def _change_time(noticed: float, state: FileState) -> float:
+    """When the change began, on the monotonic clock: the file's last write if that
+    came before the watcher noticed (a polling observer notices up to one interval
+    late; a rename publishes a file written earlier), else when it was noticed.
+
+    A modification time far off (another machine's clock on a network file
+    system) is not believed.
+    """
+    now_wall, now = time.time(), time.monotonic()
+    written = now - (now_wall - state.mtime_ns / 1e9)
+    return written if noticed - 10.0 < written < noticed else noticed
 
 
 def _owner_ident(v: Version | None) -> int | None:
