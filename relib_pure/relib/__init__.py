@@ -337,7 +337,7 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
 
     validated = validate(path, check=False)
     gen, ci = select_generation(validated.info)
-    if interface is None and getattr(exports, "imports", ()):
+    if interface is None and getattr(exports, "imports", None):
         # an Interface passed as ``exports`` declares both directions, as it reads
         interface, exports = exports, None
     export_specs = list(normalize_specs(getattr(interface, "exports", ()), "Exports")) \

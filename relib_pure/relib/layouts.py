@@ -144,7 +144,8 @@ class RString(Structure):
 
     def to_bytes(self) -> bytes:
         """A copy of the UTF-8 bytes."""
-        return self.inner.to_bytes()
+        data: bytes = self.inner.to_bytes()
+        return data
 
     def to_str(self) -> str:
         """A copy of the text (strict UTF-8: an ``RString`` is always valid UTF-8)."""

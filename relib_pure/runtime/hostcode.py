@@ -25,7 +25,7 @@ C = TypeVar("C")
 
 def note_callback(callback: C) -> C:
     """Record the page of a ctypes callback object; returns it unchanged."""
-    address = cast(callback, c_void_p).value  # type: ignore[call-overload]
+    address = cast(callback, c_void_p).value  # type: ignore[arg-type]
     if address:
         with _lock:
             _pages.add(address // _PAGE)
