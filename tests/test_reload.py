@@ -195,6 +195,30 @@ def test_failing_init_rolls_back_to_the_last_good_version(
     assert (event.outcome, event.serving) == ("loaded", 3) and r.exports.reload_value() == 4
 
 
+def test_when_the_restore_fails_too_nothing_serves_until_a_good_version(
+        lib: Path, reloader: Callable[..., Reloader]) -> None:
+    refuse = False
+
+    def on_load(module: object, state: object) -> None:
+        if refuse:
+            raise RuntimeError("on_load refuses every version now")
+    r = reloader(watch=False, on_load=on_load)
+    refuse = True
+    compile_lib(lib, 2)
+    event = r.reload()
+    assert event is not None and (event.outcome, event.serving) == ("failed", None)
+    assert event.reason is not None and event.reason.code == "reload.callback-failed"
+    assert "on_load refuses every version now" in event.reason.message
+    with pytest.raises(ModuleUnloaded, match="no version is serving"):
+        r.exports.reload_value()
+    assert r.version is None and list(Path(r.shadow_dir).iterdir()) == []
+    refuse = False
+    compile_lib(lib, 3)
+    event = r.reload()
+    assert event is not None and (event.outcome, event.serving) == ("loaded", 3)
+    assert r.exports.reload_value() == 3
+
+
 def test_validation_refuses_before_the_serving_version_is_touched(
         lib: Path, reloader: Callable[..., Reloader]) -> None:
     seen: list[str] = []

@@ -522,22 +522,13 @@ class Reloader:
                 error = e if isinstance(e, RelibError) else _callback_error("on_load", e,
                                                                              self.path)
                 timings["load"] = _ms(time.monotonic() - t1)
-                if old is None:
+                if initial:
                     raise error from (None if error is e else e)
-                logger.warning("%s: version %d failed, restoring %d: %s", self.path, number,
-                               old.number, error)
-                try:
-                    restore = old.copy if report is not None and report.unloaded \
-                        else self._shadow.duplicate(old.copy)
-                    new = self._start(old.number, restore, state)
-                    outcome = "rolled-back"
-                    if restore is not old.copy:
-                        self._retire(old, report)
-                except Exception as e2:
-                    logger.error("%s: restoring version %d failed too: %s", self.path,
-                                 old.number, e2)
+                if old is None:  # nothing served before either (an earlier restore failed)
                     outcome = "failed"
-                    self._retire(old, report)
+                    logger.warning("%s: version %d failed: %s", self.path, number, error)
+                else:
+                    new, outcome = self._restore(old, report, state, error)
             else:
                 timings["load"] = _ms(time.monotonic() - t1)
                 if old is not None:
@@ -551,6 +542,22 @@ class Reloader:
         if outcome == "loaded":
             logger.info("%s: version %d loaded in %.1f ms", self.path, number, timings["total"])
         return self._emit(event)
+
+    def _restore(self, old: Version, report: UnloadReport | None, state: Any,
+                 error: RelibError) -> tuple[Version | None, Outcome]:
+        """Load the last good version again after its successor failed."""
+        logger.warning("%s: version failed, restoring %d: %s", self.path, old.number, error)
+        try:
+            restore = old.copy if report is not None and report.unloaded \
+                else self._shadow.duplicate(old.copy)
+            new = self._start(old.number, restore, state)
+        except Exception as e:
+            logger.error("%s: restoring version %d failed too: %s", self.path, old.number, e)
+            self._retire(old, report)
+            return None, "failed"
+        if restore is not old.copy:
+            self._retire(old, report)
+        return new, "rolled-back"
 
     def _start(self, number: int, copy: ShadowCopy, state: Any) -> Version:
         """Load ``copy`` and make it serve: main/init, then ``on_load``. On failure the
