@@ -346,13 +346,16 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
         export_specs.extend(normalize_specs(getattr(exports, "exports", exports), "Exports"))
     import_specs, impls = _import_specs(import_types, interface, imports or {})
     if check:
-        from relib_pure.compat import Policy, check as run_check
+        from relib_pure.compat import Policy
+        from relib_pure.runtime.validate import check_report_for
 
         pol = policy if policy is not None else Policy(unloading=ci.unloading_enabled)
         wanted = _expectation(expect)
         if wanted is not None:
             pol = dataclasses.replace(pol, expect=wanted)
-        report = run_check(validated.info, pol)
+        # cached by file identity, policy and the loaded objects: a reload loop
+        # over an unchanged file checks it once
+        report = check_report_for(validated, pol)
         if pol.runs("interface"):
             report = _with_signature_findings(report, validated,
                                               (*_dedupe(export_specs), *import_specs), pol)

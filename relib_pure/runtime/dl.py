@@ -187,3 +187,34 @@ def defining_object(address: int) -> tuple[int, str] | None:
         return None
     name = info.dli_fname.decode("utf-8", "replace") if info.dli_fname else ""
     return int(extra.value or 0), name
+
+
+_main_map: int | None = None
+_LINK_NEXT = _LinkMap.l_next.offset
+
+
+def loaded_chain() -> tuple[int, ...]:
+    """The ``link_map`` addresses of every object in the main namespace, in load order.
+
+    The loader's own list, walked in place: a cheap, exact key for "which
+    libraries are loaded now" (a library reloaded elsewhere gets a new entry).
+    """
+    global _main_map
+    if _main_map is None:
+        main = dlopen_self()
+        _main_map = link_map(main)
+    out = []
+    address: int | None = _main_map
+    read = ctypes.c_void_p.from_address
+    while address and len(out) < 100_000:
+        out.append(address)
+        address = read(address + _LINK_NEXT).value
+    return tuple(out)
+
+
+def dlopen_self() -> int:
+    """The handle of the main program (``dlopen(NULL)``)."""
+    handle = _dlopen(None, RTLD_NOW)
+    if not handle:
+        raise DlError(_last_error("dlopen(NULL) failed"))
+    return int(handle)

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Validated", "validate", "library_info", "debug_info", "clear_caches"]
+__all__ = ["Validated", "validate", "check_report_for", "library_info", "debug_info",
+           "clear_caches"]
 
 _CACHE_SIZE = 64
 _O_PATH = getattr(os, "O_PATH", 0)
@@ -157,15 +158,22 @@ def _check(info: LibraryInfo, file_key: tuple[Any, ...], policy: Any) -> Any:
     """``compat.check(info, policy)``, cached when its answer depends on nothing else.
 
     Every check but ``resolve`` is a pure function of the inspection and the
-    policy; ``resolve`` reads other files and the environment, so a policy
-    running it is never cached (nor is one that cannot be hashed).
+    policy; ``resolve`` also depends on the objects loaded in this process and
+    ``$LD_LIBRARY_PATH``, which join the key. A policy that cannot be hashed is
+    never cached.
     """
     from relib_pure.compat import check as run_check
 
+    extra: tuple[Any, ...] = ()
     if policy.runs("resolve"):
-        return run_check(info, policy)
+        # resolve also reads the NEEDED libraries and this process's loaded
+        # objects: keyed by the loader's own list of them and the search path
+        # (a changed library on disk elsewhere is dlopen's to find: RTLD_NOW)
+        from relib_pure.runtime import dl
+
+        extra = (dl.loaded_chain(), os.environ.get("LD_LIBRARY_PATH", ""))
     try:
-        key = (file_key, policy)
+        key = (file_key, policy, extra)
         hash(key)
     except TypeError:
         return run_check(info, policy)
@@ -178,6 +186,17 @@ def _check(info: LibraryInfo, file_key: tuple[Any, ...], policy: Any) -> Any:
     with _cache_lock:
         _store(_check_cache, key, report)
     return report
+
+
+def check_report_for(validated: Validated, policy: Any) -> Any:
+    """The check report of ``validated`` for ``policy``, cached as :func:`validate` caches it.
+
+    Unlike :func:`validate`, error findings are returned, not raised.
+    """
+    fid = validated.file
+    key = (validated.real_path, fid.dev, fid.inode, fid.size, fid.mtime_ns,
+           getattr(fid, "ctime_ns", None))
+    return _check(validated.info, key, policy)
 
 
 def _store(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
