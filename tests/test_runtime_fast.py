@@ -237,10 +237,29 @@ def test_validation_cache_follows_the_file(rt_copy: Path) -> None:
     first = validate(rt_copy)
     again = validate(rt_copy)
     assert again.info is first.info and again.check_report is first.check_report
-    # a policy that reads other files (resolve) is checked afresh every time
+    # resolve also depends on this process's loaded objects and LD_LIBRARY_PATH:
+    # cached while they stay, checked afresh when either changes
     resolving = Policy()
-    assert validate(rt_copy, policy=resolving).check_report is not \
-        validate(rt_copy, policy=resolving).check_report
+    once = validate(rt_copy, policy=resolving).check_report
+    assert validate(rt_copy, policy=resolving).check_report is once
+    other = rt_copy.with_name("libother_loaded.so")
+    shutil.copy2(rt_copy, other)
+    extra = ctypes.CDLL(str(other))  # one more object in the loader's list
+    try:
+        assert validate(rt_copy, policy=resolving).check_report is not once
+    finally:
+        del extra
+    old_path = os.environ.get("LD_LIBRARY_PATH")
+    os.environ["LD_LIBRARY_PATH"] = str(rt_copy.parent)
+    try:
+        changed_path = validate(rt_copy, policy=resolving).check_report
+        assert changed_path is not once and validate(
+            rt_copy, policy=resolving).check_report is changed_path
+    finally:
+        if old_path is None:
+            del os.environ["LD_LIBRARY_PATH"]
+        else:
+            os.environ["LD_LIBRARY_PATH"] = old_path
     with open(rt_copy, "ab") as f:
         f.write(b"\0" * 64)
     changed = validate(rt_copy)

@@ -74,7 +74,7 @@ _leaked: list[Module] = []
 _registry_lock = threading.Lock()
 # (file key, maps text) of the last snapshot found naming neither the file's
 # inode nor its path; written under the load lock
-_last_clean: tuple[tuple[int, int, str, str], bytes] | None = None
+_last_clean: tuple[tuple[int, int, str, str], bytes, int] | None = None
 # CPython maps executable pages for ctypes callbacks on first use and never
 # unmaps them; one callback made now keeps the first page out of every
 # module's "left behind" report (drivers create callbacks during a lifetime).
@@ -156,6 +156,8 @@ class Module:
         self._owner: OwnerThread | None = None
         self._owner_ident = threading.get_ident()
         self._before: verify.Snapshot | None = None
+        self._before_pages: int | None = None  # VmSize (pages) of the before state
+        self._dyn_address = 0  # the mapped .dynamic: asked again after dlclose
         self._unload_lock = threading.Lock()
         self._timings: dict[str, float] = {}
 
@@ -283,20 +285,34 @@ class Module:
         Taken before the owner thread starts, so a steady reload loop finds the
         maps text after unload byte-for-byte equal to this one (the owner's
         frame stack comes and goes in between) and verification skips the diff.
+        In that steady loop the text itself is not even read again: when VmSize
+        (one short ``statm`` read) is what it was with the last clean text of
+        this very file, and the loader does not know the path, that text is
+        the before state (anything else that mapped or unmapped memory changed
+        VmSize, and the full text is read).
         """
         global _last_clean
         v = self.validated
-        data = procfs.read_maps()
         key = (v.file.dev, v.file.inode, v.real_path, v.path)
+        pages = procfs.vm_pages()
+        last = _last_clean
+        if last is not None and last[0] == key and last[2] == pages and \
+                not dl.is_loaded(v.path):
+            self._before = verify.take_snapshot(last[1])
+            self._before_pages = pages
+            return
+        data = procfs.read_maps()
         # a reload loop sees the same text every time: one comparison replaces
         # the searches (both are linear, but memcmp is ten times faster)
-        if _last_clean != (key, data):
+        if last is None or (last[0], last[1]) != (key, data):
             if procfs.maps_mention(data, v.file, v.real_path) or \
                     (v.path != v.real_path and procfs.maps_mention(data, None, v.path)):
                 raise AlreadyLoaded("the library (path or inode) is already mapped in this "
                                     "process", path=self.path)
-            _last_clean = (key, data)
+        # VmSize read after the text, so a change in between only costs a full read later
+        _last_clean = (key, data, procfs.vm_pages())
         self._before = verify.take_snapshot(data)
+        self._before_pages = _last_clean[2]
 
     def _open(self) -> None:
         """Owner thread (or the calling thread in ``caller`` mode): map and identify."""
@@ -323,6 +339,7 @@ class Module:
             raise LoadError(f"cannot locate the mapped object: {e}", path=self.path,
                             code="load.swapped") from None
         mapping = procfs.query_mapping(where)
+        self._dyn_address = where
         if mapping is None or (mapping.dev, mapping.inode) != (v.file.dev, v.file.inode):
             got = f"inode {mapping.inode}" if mapping else "no file"
             raise LoadError(f"the mapped file ({got}) is not the validated one "
@@ -519,7 +536,13 @@ class Module:
         before = self._before
         assert before is not None
         t0 = time.perf_counter()
-        maps = procfs.read_maps()
+        if self._steady_gone():
+            # VmSize is back to the before state and the library's own mapping is
+            # gone: the text is the before text, which maps neither the file nor
+            # anything new (tasks and descriptors are still checked below)
+            maps = before.maps
+        else:
+            maps = procfs.read_maps()
         # the snapshot names neither the inode nor the path (or the load was
         # refused): an unchanged text maps neither
         still = () if maps == before.maps else verify.mappings_of_file(maps, v.file, v.real_path)
@@ -557,6 +580,23 @@ class Module:
             path=self.path, driver=self.driver.name, owner=self.owner, unloaded=unloaded,
             loader_knows=loader_knows, causes=causes, still_mapped=still, retried=retried,
             threads=threads, fds=fds, mappings=mappings, timings_us=timings, extra=extra)
+
+    def _steady_gone(self) -> bool:
+        """The fast verification: no full maps read when nothing at all changed.
+
+        VmSize equal to the before state, the loader no longer knowing the
+        path, and no mapping of the file at its ``.dynamic`` address
+        (``PROCMAP_QUERY``). Any difference falls back to the full text.
+        """
+        if not self._dyn_address or self._before_pages is None:
+            return False
+        if procfs.vm_pages() != self._before_pages:
+            return False
+        if dl.is_loaded(self.validated.path):
+            return False
+        m = procfs.query_mapping(self._dyn_address)
+        v = self.validated
+        return m is None or (m.dev, m.inode) != (v.file.dev, v.file.inode)
 
     def _causes(self, loader_knows: bool, owner_gone: bool) -> tuple[Cause, ...]:
         hz = self.info.hazards

@@ -130,6 +130,31 @@ def _maps_descriptor() -> int:
     return _maps_fd
 
 
+_statm_fd = -1
+_statm_pid = -1
+
+
+def vm_pages() -> int:
+    """VmSize in pages (the first field of ``/proc/self/statm``; one short ``pread``).
+
+    Every mapping made or removed anywhere in the process changes it, so an
+    equal value before and after a cycle is the cheap sign that the maps text
+    did not change either (the full text is read when it did).
+    """
+    global _statm_fd, _statm_pid
+    with _maps_lock:
+        if _statm_pid != os.getpid():
+            if _statm_fd >= 0:
+                try:
+                    os.close(_statm_fd)
+                except OSError:
+                    pass
+            _statm_fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+            _statm_pid = os.getpid()
+        data = os.pread(_statm_fd, 128, 0)
+    return int(data.split(None, 1)[0])
+
+
 class _ProcmapQuery(ctypes.Structure):
     # struct procmap_query of <linux/fs.h> (Linux 6.11+)
     _fields_ = [
