@@ -6,7 +6,7 @@ stable string ``code`` (part of the public API: tests freeze the set in
 
 Codes are namespaced by layer: ``inspect.*`` (bytes not understood),
 ``compat.*`` (strict compatibility failures), ``load.*``, ``call.*``,
-``unload.*``, ``reload.*``, ``example.*``. ``cycle.*``.
+``unload.*``, ``reload.*``, ``example.*``, ``cycle.*``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ ERROR_CODES: dict[str, str] = {
     "inspect.malformed": "a header, table or string is corrupt",
     "inspect.not-a-library": "an ELF executable or relocatable object, not a shared library",
     "inspect.unsupported": "a valid file of a kind this version cannot read",
+    "inspect.too-large": "a table declares more entries than any real library holds (the bound that keeps time and memory in check)",
     "inspect.no-compilation-info": "the library has no relib compilation info",
     "inspect.bad-dwarf": "the DWARF debug information is corrupt or exceeds a reading bound",
     # compatibility (raised only by strict calls; otherwise reported as findings)

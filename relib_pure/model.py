@@ -373,7 +373,9 @@ class LibraryInfo(_ToDict):
     ``format`` is ``elf`` or ``pe``; ``machine`` a normalised architecture name
     (``x86_64``, ``aarch64``, ``i386``, ``arm``, ...); ``bits`` 32 or 64;
     ``endianness`` ``little`` or ``big``; ``os`` the target OS (``linux`` for
-    ELF System V/GNU ABI, ``windows`` for PE). ``sha256`` is of the whole file.
+    ELF System V/GNU ABI, ``windows`` for PE). ``sha256`` is of the whole file
+    (``""`` for a file over 1 GiB, ``relib_pure.inspection.MAX_HASHED_SIZE``,
+    which is not hashed).
     ``elf_type`` is ``DYN`` for shared libraries (``None`` for PE).
     ``dynamic_flags`` / ``dynamic_flags_1`` list names like ``BIND_NOW``,
     ``NOW``, ``NODELETE``. ``comments`` are the ``.comment`` strings.

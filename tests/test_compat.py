@@ -89,6 +89,7 @@ def test_finding_codes_are_frozen() -> None:
         "diff.version-need-added", "diff.hazard-added", "diff.hazard-removed",
         "resolve.ok", "resolve.needed-not-found", "resolve.version-not-found",
         "resolve.undefined-symbol", "resolve.unreadable-dependency", "resolve.skipped",
+        "resolve.python-host", "resolve.python-unavailable",
         "hazard.nodelete", "hazard.gnu-unique", "hazard.static-tls", "hazard.thread-atexit",
         "hazard.textrel", "hazard.execstack",
     }

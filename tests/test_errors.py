@@ -13,6 +13,7 @@ FROZEN_CODES = {
     "inspect.not-found", "inspect.not-a-file", "inspect.permission", "inspect.io",
     "inspect.empty", "inspect.unknown-format", "inspect.truncated", "inspect.malformed",
     "inspect.not-a-library", "inspect.unsupported", "inspect.no-compilation-info",
+    "inspect.too-large",
     "compat.failed", "compat.unsupported-relib", "compat.compilation-mismatch", "compat.arch",
     "load.dlopen", "load.already-loaded", "load.symbol-missing", "load.path-not-utf8",
     "load.swapped", "load.init-failed",

@@ -15,6 +15,10 @@ the variant's ``compilers`` list, e.g. ``aarch64-linux-gnu-gcc`` then ``gcc -m32
 Sources are relative to the fixture.json folder; the first one is the crate root for Rust.
 ``output`` overrides the file name (default ``lib<name>.so`` / ``<name>.dll``).
 ``env`` adds environment variables to the compiler's environment.
+``{python_include}`` in ``args`` and ``{python_ext_suffix}`` in ``output`` are the
+building interpreter's C header directory and extension-module suffix
+(``.cpython-311-x86_64-linux-gnu.so``): a Python extension built against the
+installed headers.
 
 The cache key covers the builder version, the compiler's version text, the
 variant's JSON and every source file's bytes, so an edited source rebuilds and
@@ -210,13 +214,35 @@ def _with_fixture_args(v: Variant) -> Variant:
     return dataclasses.replace(v, args=tuple(args), spec=v.spec + json.dumps(args))
 
 
+def _with_python_facts(v: Variant) -> Variant:
+    """Fill ``{python_include}`` / ``{python_ext_suffix}`` from this interpreter
+    (the expanded values key the cache: another Python builds another file)."""
+    if not any("{python_" in a for a in (*v.args, v.output or "")):
+        return v
+    import dataclasses
+    import sysconfig
+
+    facts = {"{python_include}": sysconfig.get_paths()["include"],
+             "{python_ext_suffix}": sysconfig.get_config_var("EXT_SUFFIX") or ".so"}
+
+    def fill(text: str) -> str:
+        for key, value in facts.items():
+            text = text.replace(key, value)
+        return text
+
+    args = tuple(fill(a) for a in v.args)
+    output = fill(v.output) if v.output else None
+    return dataclasses.replace(v, args=args, output=output,
+                               spec=v.spec + json.dumps([args, output]))
+
+
 def build(name: str) -> Path:
     """Build (or reuse) fixture ``name`` and return the path of the library."""
     try:
         v = variants()[name]
     except KeyError:
         raise KeyError(f"no fixture named {name!r}; known: {sorted(variants())}") from None
-    v = _with_fixture_args(v)
+    v = _with_python_facts(_with_fixture_args(v))
     placeholder = Path("OUT")
     cmd = _command(v, placeholder)
     if _tool_version(cmd[0]) is None:

@@ -44,7 +44,7 @@ def configure_parser(subparsers: Any) -> None:
         description="Check libraries against this interpreter and an expectation, without "
                     "loading them.",
         epilog="exit status: 0 no error findings, 1 error findings (--strict: or warnings), "
-               "2 usage or unreadable input")
+               "2 usage or unreadable input, 130 interrupted (Ctrl-C)")
     # optional here so that `--exports A B lib.so` (path swallowed) can be repaired
     p.add_argument("paths", metavar="PATH", nargs="*",
                    help="libraries, .whl files, or directories with -r")
@@ -80,6 +80,9 @@ def configure_parser(subparsers: Any) -> None:
                    help="drop findings with this code or namespace (repeatable)")
     p.add_argument("--relax", action="append", default=[], metavar="CODE",
                    help="report errors with this code or namespace as warnings (repeatable)")
+    p.add_argument("--python", metavar="VERSION|PATH",
+                   help="check Python extension modules for this interpreter (e.g. 3.13; "
+                        "default: the cpython-3XY tag of the file name, else this one)")
     p.add_argument("--strict", action="store_true",
                    help="warnings fail too (reported as errors; --relax still wins)")
     p.add_argument("--manylinux", action="store_true",
@@ -192,6 +195,7 @@ def _policy(args: argparse.Namespace) -> Policy:
                   exports=tuple(args.exports),
                   imports=tuple(args.imports), resolve=not args.no_resolve,
                   unloading=not args.no_unload, require_relib=args.require_relib,
+                  python=args.python,
                   ignore=frozenset(args.ignore), downgrade=frozenset(args.relax),
                   escalate=_strict_codes(args.relax) if args.strict else frozenset())
 

@@ -326,7 +326,7 @@ def render_text(info: LibraryInfo, show_all: bool = False) -> str:
         rows.append(("dll chars", " ".join(info.pe.dll_characteristics) or "none"))
     for comment in info.comments:
         rows.append(("comment", comment))
-    rows.append(("sha256", info.sha256))
+    rows.append(("sha256", info.sha256 or "not computed (file over 1 GiB)"))
     width = max(len(label) for label, _ in rows)
     lines = [_summary(info)]
     lines.extend(f"  {label + ':':<{width + 1}} {value}" for label, value in rows)

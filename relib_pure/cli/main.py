@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: Ctrl-C (128 + SIGINT, as a shell reports a process the signal ended)
+EXIT_INTERRUPTED = 130
 
 #: subcommand modules, in the order shown by --help
 COMMANDS = ("demo", "inspect", "check", "diff", "tree", "run", "watch", "codes", "probe")
@@ -170,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    result: int = func(args)
+    try:
+        result: int = func(args)
+    except KeyboardInterrupt:
+        # the command's own cleanup (closing files, stopping a hash) ran on the way out
+        print("relib-pure: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return result
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from relib_pure.compat.arch import check_arch
 from relib_pure.compat.compilation import check_compilation
@@ -33,6 +33,10 @@ from relib_pure.compat.signatures import Declared, check_signatures, unreadable_
 from relib_pure.compat.report import (FINDING_CODES, NAMESPACES, SEVERITIES, CheckReport,
                                       Finding, sort_findings)
 from relib_pure.model import LibraryInfo
+
+if TYPE_CHECKING:
+    from relib_pure.compat.python_ext import PythonTarget
+    from relib_pure.compat.resolve import Resolution
 
 __all__ = [
     "check",
@@ -151,6 +155,42 @@ def check_resolvable(info: LibraryInfo, policy: Policy | None = None, *,
                         f"resolvability not checked: {info.format} {info.machine} "
                         f"{info.bits}-bit library is not loadable by this interpreter",
                         {"format": info.format, "machine": info.machine})]
-    res = resolve(info, ld_library_path=policy.ld_library_path,
-                  include_loaded=policy.resolve_loaded)
-    return resolution_findings(res)
+    from relib_pure.compat.python_ext import is_python_symbol, python_target
+
+    target = python_target(info, policy.python)
+    if target is None:
+        res = resolve(info, ld_library_path=policy.ld_library_path,
+                      include_loaded=policy.resolve_loaded)
+        return resolution_findings(res)
+    if target.executable is not None:
+        # the interpreter is the host: its program and libpython define Py*
+        res = resolve(info, ld_library_path=policy.ld_library_path,
+                      include_loaded=policy.resolve_loaded, host_program=target.executable)
+    else:
+        # not installed here: another Python's symbols would answer by chance
+        res = resolve(info, ld_library_path=policy.ld_library_path,
+                      include_loaded=policy.resolve_loaded, global_scope=False,
+                      assume_host=is_python_symbol)
+    return resolution_findings(res) + [_python_finding(target, res)]
+
+
+def _python_finding(target: PythonTarget, res: Resolution) -> Finding:
+    import sys
+
+    running = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    details = {"version": target.version, "source": target.source,
+               "executable": target.executable, "running": target.running,
+               "running_version": running, "assumed": list(res.assumed)}
+    if target.executable is None:
+        return Finding("resolve.python-unavailable", "warning",
+                       f"{target.describe()} is not installed here: {len(res.assumed)} Py* "
+                       f"symbol(s) left to that interpreter, not checked", details)
+    libpython = next((p for p in res.global_scope if "libpython" in os.path.basename(p)), None)
+    details["libpython"] = libpython
+    where = target.executable + (f" and {libpython}" if libpython else "")
+    note = ""
+    if target.version and target.version != running:
+        note = f"; this interpreter is Python {running}, which cannot import it"
+    return Finding("resolve.python-host", "info",
+                   f"Python extension module for {target.describe()}: Py* symbols resolved "
+                   f"against {where}{note}", details)

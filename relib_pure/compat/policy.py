@@ -55,6 +55,10 @@ class Policy:
     - ``resolve``: run the resolvability check; ``ld_library_path`` overrides
       ``$LD_LIBRARY_PATH`` for it (``None``: the environment's) and
       ``resolve_loaded``: names already loaded in this process count as found.
+    - ``python``: the interpreter a Python extension module is checked for,
+      a version (``"3.13"``) or an interpreter path (``None``: the
+      ``cpython-3XY`` tag of the file name, else this interpreter); its
+      program and libpython provide the ``Py*`` symbols.
     - ``host``: the platform to compare with (``None``: this interpreter).
     - ``ignore``: finding codes or namespaces dropped (a namespace is not run);
       ``downgrade``: error findings reported as warnings; ``escalate``:
@@ -72,6 +76,7 @@ class Policy:
     ld_library_path: str | None = None
     resolve_loaded: bool = True
     host: HostPlatform | None = None
+    python: str | None = None
     ignore: frozenset[str] = field(default_factory=frozenset)
     downgrade: frozenset[str] = field(default_factory=frozenset)
     escalate: frozenset[str] = field(default_factory=frozenset)

@@ -75,6 +75,8 @@ FINDING_CODES: dict[str, str] = {
     "resolve.undefined-symbol": "an undefined non-weak symbol is defined by no library in scope",
     "resolve.unreadable-dependency": "a dependency was found but could not be inspected",
     "resolve.skipped": "resolvability was not checked (foreign architecture or format)",
+    "resolve.python-host": "a Python extension module: the interpreter whose Py* symbols it was resolved against",
+    "resolve.python-unavailable": "the Python an extension module targets is not installed here: its Py* symbols were not checked",
     "hazard.nodelete": "DF_1_NODELETE: the library is never unmapped after dlclose",
     "hazard.gnu-unique": "STB_GNU_UNIQUE symbols: glibc marks the library NODELETE when it binds one",
     "hazard.static-tls": "static TLS: each load takes surplus static TLS that is not given back",

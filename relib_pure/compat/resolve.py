@@ -97,8 +97,9 @@ class Resolution:
     not; each name once per requester); ``scope``: the paths of the lookup
     scope in order (the library first); ``unreadable``: dependencies that
     could not be inspected, with the reason; ``global_scope``: the paths of
-    this process's main program and its closure, whose definitions count too
-    (empty without ``include_loaded``).
+    this process's main program (or of the ``host_program``) and its closure,
+    whose definitions count too (empty without ``include_loaded``);
+    ``assumed``: undefined symbols left to a host that could not be read.
     """
 
     path: str
@@ -109,6 +110,7 @@ class Resolution:
     unreadable: tuple[tuple[str, str], ...] = ()
     symbols_checked: int = 0
     global_scope: tuple[str, ...] = ()
+    assumed: tuple[str, ...] = ()
 
     @property
     def missing(self) -> tuple[Located, ...]:
@@ -155,7 +157,9 @@ def _requester(info: LibraryInfo, parent: Requester | None) -> Requester:
 
 def resolve(info: LibraryInfo, *, ld_library_path: str | None = None,
             include_loaded: bool = True, config: LoaderConfig | None = None,
-            inspector: Inspector | None = None) -> Resolution:
+            inspector: Inspector | None = None, host_program: str | None = None,
+            global_scope: bool = True,
+            assume_host: Callable[[str], bool] | None = None) -> Resolution:
     """Find the NEEDED closure of ``info`` and check symbols and versions.
 
     ``ld_library_path`` stands for ``$LD_LIBRARY_PATH`` (``None``: the
@@ -163,21 +167,35 @@ def resolve(info: LibraryInfo, *, ld_library_path: str | None = None,
     this process satisfy a name by SONAME, as they would for a ``dlopen``
     here, and symbols of the main program's closure (the global scope) count
     as defined (turn it off to compare with ``ldd``, which starts a fresh
-    process).
+    process). ``host_program`` names another program whose closure is the
+    global scope instead (the interpreter a Python extension is built for):
+    its libraries also satisfy the library's NEEDED entries by name, so a
+    NEEDED ``libpython3.X.so`` is that interpreter's; ``global_scope=False``
+    leaves every program's scope out. ``assume_host`` marks
+    undefined symbols a host that could not be read is trusted to provide:
+    they are counted in ``assumed``, not reported.
     """
     inspector = inspector or inspect_cached
     config = config or LoaderConfig.detect()
     if ld_library_path is None:
         ld_library_path = os.environ.get("LD_LIBRARY_PATH", "")
     loaded = _loaded(include_loaded)
+    program = host_program or ("/proc/self/exe" if include_loaded else None)
+    scope = (_global_scope(program, ld_library_path, loaded, config, inspector)
+             if program and global_scope else [])
+    if host_program:
+        loaded = {**loaded, **{name: g.path for g in scope
+                               for name in (g.soname, os.path.basename(g.path)) if name}}
     nodes, located, unreadable = _closure(info, ld_library_path, loaded, config, inspector)
-    scope = (_global_scope(ld_library_path, loaded, config, inspector)
-             if include_loaded else [])
     version_problems = _check_versions(nodes)
     undefined, checked = _check_symbols(nodes, scope)
+    assumed: tuple[str, ...] = ()
+    if assume_host is not None:
+        assumed = tuple(u.name for u in undefined if assume_host(u.name))
+        undefined = [u for u in undefined if not assume_host(u.name)]
     return Resolution(info.path, tuple(located), tuple(n.info.path for n in nodes),
                       tuple(undefined), tuple(version_problems), tuple(unreadable), checked,
-                      tuple(g.path for g in scope))
+                      tuple(g.path for g in scope), assumed)
 
 
 def _loaded(include_loaded: bool) -> dict[str, str]:
@@ -260,15 +278,15 @@ def _closure(info: LibraryInfo, ld_library_path: str, loaded: dict[str, str],
 _GLOBAL: dict[tuple[object, ...], list[LibraryInfo]] = {}
 
 
-def _global_scope(ld_library_path: str, loaded: dict[str, str], config: LoaderConfig,
-                  inspector: Inspector) -> list[LibraryInfo]:
-    """The objects of this process's global lookup scope: the main program and
-    its NEEDED closure, which every ``dlopen``ed library binds against first
-    (a Python extension's ``Py*`` references resolve there, not in its own
-    NEEDED list). Empty when the program cannot be inspected (a non-PIE
+def _global_scope(program: str, ld_library_path: str, loaded: dict[str, str],
+                  config: LoaderConfig, inspector: Inspector) -> list[LibraryInfo]:
+    """The objects of a process's global lookup scope: the main ``program``
+    and its NEEDED closure, which every ``dlopen``ed library binds against
+    first (a Python extension's ``Py*`` references resolve there, not in its
+    own NEEDED list). Empty when the program cannot be inspected (a non-PIE
     executable, for instance): only the library's own closure then counts.
     """
-    exe = os.path.realpath("/proc/self/exe")
+    exe = os.path.realpath(program)
     try:
         st = os.stat(exe)
     except OSError:
@@ -277,14 +295,16 @@ def _global_scope(ld_library_path: str, loaded: dict[str, str], config: LoaderCo
     hit = _GLOBAL.get(key)
     if hit is not None:
         return hit
+    main: LibraryInfo | None
     try:
-        program = inspector(exe)
+        main = inspector(exe)
     except (RelibError, OSError) as e:
         logger.debug("global scope: cannot inspect %s: %s", exe, e)
-        program = None
-    scope = ([n.info for n in _closure(program, ld_library_path, loaded, config, inspector)[0]]
-             if program is not None else [])
-    _GLOBAL.clear()
+        main = None
+    scope = ([n.info for n in _closure(main, ld_library_path, loaded, config, inspector)[0]]
+             if main is not None else [])
+    if len(_GLOBAL) >= 4:  # this interpreter and a few target ones
+        _GLOBAL.pop(next(iter(_GLOBAL)))
     _GLOBAL[key] = scope
     return scope
 
@@ -409,9 +429,11 @@ def resolution_findings(res: Resolution) -> list[Finding]:
                                  {"required_by": required_by, "symbols": [
                                      {"name": u.name, "version": u.version} for u in items]}))
     if not found:
+        left = f", {len(res.assumed)} left to the host" if res.assumed else ""
         found.append(Finding("resolve.ok", "info",
                              f"{len(res.scope) - 1} dependencies found, "
-                             f"{res.symbols_checked} undefined symbols resolved",
+                             f"{res.symbols_checked - len(res.assumed)} undefined symbols "
+                             f"resolved{left}",
                              {"libraries": {k: v for k, v in res.found.items()},
                               "symbols_checked": res.symbols_checked}))
     return found

@@ -19,6 +19,7 @@ import stat
 import threading
 from typing import TYPE_CHECKING, Callable
 
+from relib_pure import _hostfds
 from relib_pure.errors import InspectionError
 from relib_pure.inspection._image import Buffer
 
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     # has started: every import before it delays the whole report.
     from relib_pure.model import LibraryInfo
 
-__all__ = ["inspect", "inspect_bytes", "begin_inspect", "PendingInspection", "sniff_format"]
+__all__ = ["inspect", "inspect_bytes", "begin_inspect", "PendingInspection", "sniff_format",
+           "MAX_HASHED_SIZE"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ logger = logging.getLogger(__name__)
 # the first one parses (hashlib releases the GIL): for a 150 MB library the
 # hash costs as much as the whole parse.
 _MMAP_THRESHOLD = 1 << 20
+#: Files above this are not hashed (``sha256`` is ``""``): hashing reads every
+#: byte, and a sparse file can claim 64 GB; no real library comes near.
+MAX_HASHED_SIZE = 1 << 30
 
 # libc.so and friends in lib directories are text: "GROUP ( libc.so.6 ... )"
 _LINKER_SCRIPT = re.compile(rb"\b(GROUP|INPUT|OUTPUT_FORMAT)\s*\(|GNU ld script")
@@ -129,70 +134,99 @@ def begin_inspect(path: str | os.PathLike[str]) -> PendingInspection:
     """
     name = os.fsdecode(path)
     small: bytes | None = None
+    fd = -1
     try:
         # O_NONBLOCK: opening a FIFO for reading would otherwise wait forever for a writer
-        with open(os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise InspectionError("not a regular file", path=name, code="inspect.not-a-file")
-            if st.st_size == 0:
-                raise InspectionError("the file is empty", path=name, code="inspect.empty")
-            if st.st_size < _MMAP_THRESHOLD:
-                small = f.read()
-            else:
-                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        fd = _hostfds.hold(lambda: os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InspectionError("not a regular file", path=name, code="inspect.not-a-file")
+        if st.st_size == 0:
+            raise InspectionError("the file is empty", path=name, code="inspect.empty")
+        key = (st.st_dev, st.st_ino)
+        if st.st_size < _MMAP_THRESHOLD:
+            small = _read_all(fd, st.st_size)
+        else:
+            mapped = _hostfds.hold_file(
+                key, lambda: mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
     except InspectionError:
+        _close(fd)
         raise
-    except FileNotFoundError as e:
-        raise InspectionError("no such file", path=name, code="inspect.not-found") from e
-    except IsADirectoryError as e:
-        raise InspectionError("is a directory", path=name, code="inspect.not-a-file") from e
-    except PermissionError as e:
-        raise InspectionError("permission denied", path=name, code="inspect.permission") from e
-    except NotADirectoryError as e:
-        raise InspectionError("a component of the path is not a directory", path=name,
-                              code="inspect.not-found") from e
     except (OSError, ValueError) as e:
-        raise InspectionError(f"cannot read the file: {e}", path=name, code="inspect.io") from e
-    if small is not None:
-        return PendingInspection(inspect_bytes(small, name))
-    try:
-        head = mapped[:_HEAD]
-        # Hash from the start: the reader's import and parse overlap with it.
-        hasher = _Hasher(mapped) if sniff_format(head) == "elf" else None
-        try:
-            info = _reader(name, head)(name, mapped)
-        except BaseException:
-            if hasher is not None:
-                # The thread reads the mapping: stop it before closing. Not
-                # waiting for the whole hash keeps a corrupt (or sparse,
-                # 100 GB) file's error immediate.
-                hasher.cancel()
-            raise
-    except BaseException:
-        mapped.close()
+        _close(fd)
+        raise _open_error(name, e) from e
+    except BaseException:  # KeyboardInterrupt and the like: as they are
+        _close(fd)
         raise
-    return PendingInspection(info, hasher, mapped)
+    if small is not None:
+        _close(fd)
+        return PendingInspection(inspect_bytes(small, name))
+    assert isinstance(mapped, mmap.mmap)
+    # Hash from the start, through the descriptor (never the mapping, which a
+    # buffer export would pin): the reader's import and parse overlap with it.
+    hasher = _Hasher(fd, st.st_size) if st.st_size <= MAX_HASHED_SIZE else None
+    pending = PendingInspection(None, hasher, mapped, fd, key)
+    try:
+        pending.info = _reader(name, mapped[:_HEAD])(name, mapped)
+    except BaseException:
+        # Not waiting for the whole hash keeps a corrupt file's error immediate.
+        pending.close()
+        raise
+    return pending
+
+
+def _open_error(name: str, e: OSError | ValueError) -> InspectionError:
+    """The InspectionError for a failure to open, stat or map ``name``."""
+    if isinstance(e, FileNotFoundError):
+        return InspectionError("no such file", path=name, code="inspect.not-found")
+    if isinstance(e, IsADirectoryError):
+        return InspectionError("is a directory", path=name, code="inspect.not-a-file")
+    if isinstance(e, PermissionError):
+        return InspectionError("permission denied", path=name, code="inspect.permission")
+    if isinstance(e, NotADirectoryError):
+        return InspectionError("a component of the path is not a directory", path=name,
+                               code="inspect.not-found")
+    return InspectionError(f"cannot read the file: {e}", path=name, code="inspect.io")
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks = []
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, size - offset, offset)
+        if not chunk:
+            break  # shrank meanwhile
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _close(fd: int) -> None:
+    if fd >= 0:
+        _hostfds.release(fd)
 
 
 class PendingInspection:
     """A parsed library whose sha256 may still be computing (see :func:`begin_inspect`)."""
 
-    def __init__(self, info: LibraryInfo, hasher: _Hasher | None = None,
-                 mapping: mmap.mmap | None = None) -> None:
+    def __init__(self, info: LibraryInfo | None, hasher: _Hasher | None = None,
+                 mapping: mmap.mmap | None = None, fd: int = -1,
+                 key: tuple[int, int] | None = None) -> None:
         #: every fact but ``sha256`` (which is ``""`` until :meth:`sha256` returns)
-        self.info = info
+        self.info: LibraryInfo = info  # type: ignore[assignment]  # set by begin_inspect
         self._hasher = hasher
         self._mapping = mapping
-        self._digest = info.sha256 or None
+        self._fd = fd
+        self._key = key
+        self._digest = info.sha256 if info is not None and info.sha256 else None
+        if self._digest is None and hasher is None and mapping is not None:
+            self._digest = ""  # over MAX_HASHED_SIZE: not hashed
 
     def sha256(self) -> str:
-        """Wait for the hash, release the file mapping, return the hex digest."""
-        if self._digest is None:
-            if self._hasher is not None:
-                self._digest = self._hasher.result()
-            elif self._mapping is not None:
-                self._digest = hashlib.sha256(self._mapping).hexdigest()
+        """Wait for the hash, release the file, return the hex digest
+        (``""`` for a file over :data:`MAX_HASHED_SIZE`, which is not hashed)."""
+        if self._digest is None and self._hasher is not None:
+            self._digest = self._hasher.result()
         self.close()
         if self._digest is None:
             raise InspectionError("the file was closed before it was hashed",
@@ -209,14 +243,18 @@ class PendingInspection:
         return dataclasses.replace(self.info, sha256=digest)
 
     def close(self) -> None:
-        """Release the file mapping; a hash still computing is abandoned
+        """Release the file; a hash still computing is abandoned
         (:meth:`sha256` then raises), not waited for."""
         if self._hasher is not None:
             self._digest = self._digest or self._hasher.cancel() or None
             self._hasher = None
         if self._mapping is not None:
-            self._mapping.close()
-            self._mapping = None
+            mapping, self._mapping = self._mapping, None
+            assert self._key is not None
+            _hostfds.release_file(self._key, mapping.close)
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            _hostfds.release(fd)
 
     def __enter__(self) -> PendingInspection:
         return self
@@ -226,7 +264,7 @@ class PendingInspection:
 
 
 def _with_hash(info: LibraryInfo, data: Buffer) -> LibraryInfo:
-    if info.sha256:
+    if info.sha256 or len(data) > MAX_HASHED_SIZE:
         return info
     import dataclasses
 
@@ -234,14 +272,18 @@ def _with_hash(info: LibraryInfo, data: Buffer) -> LibraryInfo:
 
 
 class _Hasher:
-    """sha256 of a buffer, computed on a helper thread in cancellable chunks."""
+    """sha256 of a file, read through its descriptor on a helper thread in
+    cancellable chunks into one private buffer (memory stays at one chunk
+    whatever the file's size; nothing holds a view of the caller's mapping)."""
 
-    #: bytes per update: hashlib releases the GIL for each, and a cancel waits
-    #: for at most one
-    CHUNK = 16 << 20
+    #: bytes per read: hashlib releases the GIL for each, and a cancel waits
+    #: for at most one (1 MiB stays in cache between the copy and the hash:
+    #: faster than bigger reads, and as fast as hashing the mapping)
+    CHUNK = 1 << 20
 
-    def __init__(self, data: Buffer) -> None:
-        self._data = data
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd = fd
+        self._size = size
         self._digest = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="relib-pure-sha256",
@@ -250,11 +292,22 @@ class _Hasher:
 
     def _run(self) -> None:
         h = hashlib.sha256()
-        with memoryview(self._data) as view:
-            for start in range(0, len(view), self.CHUNK):
+        buffer = bytearray(self.CHUNK)
+        view = memoryview(buffer)
+        offset = 0
+        try:
+            while offset < self._size:
                 if self._stop.is_set():
                     return
-                h.update(view[start:start + self.CHUNK])
+                n = os.preadv(self._fd, [view[:min(self.CHUNK, self._size - offset)]], offset)
+                if n <= 0:
+                    return  # shrank meanwhile: no digest of a file that changed
+                h.update(view[:n])
+                offset += n
+        except OSError:
+            return
+        finally:
+            view.release()
         self._digest = h.hexdigest()
 
     def result(self) -> str:
@@ -264,7 +317,7 @@ class _Hasher:
 
     def cancel(self) -> str:
         """Stop hashing (the current chunk finishes) and wait for the thread,
-        so the buffer may be released; returns the digest if it was finished
+        so the descriptor may be closed; returns the digest if it was finished
         anyway, else ``""``."""
         self._stop.set()
         self._thread.join()

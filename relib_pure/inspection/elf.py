@@ -29,7 +29,7 @@ import struct
 from relib_pure import abi
 from relib_pure.errors import InspectionError
 from relib_pure.inspection import _elfconst as C
-from relib_pure.inspection._image import Buffer, Image, StringTable
+from relib_pure.inspection._image import MAX_TABLE_ENTRIES, Buffer, Image, StringTable
 from relib_pure.inspection.elf_relocs import (RelocTable, RelocTables, find_relative_addend,
                                               has_relocation_type, make_table)
 from relib_pure.inspection.elf_symbols import VersionTables, read_symbols, read_versions
@@ -54,6 +54,17 @@ _SECTION_FIELDS = ("sh_name", "sh_type", "sh_flags", "sh_addr", "sh_offset", "sh
                    "sh_link", "sh_info", "sh_addralign", "sh_entsize")
 _PN_XNUM = 0xFFFF
 _SHN_XINDEX = 0xFFFF
+# Program and section headers become one dict each: no real shared library
+# has more than a few dozen; the ELF header's 16-bit counts top out here too.
+_MAX_HEADERS = 1 << 16
+# Dynamic entries read before DT_NULL (real libraries: tens to a few hundred).
+_MAX_DYNAMIC = 1 << 16
+# Bytes of a note segment or .comment section scanned (real ones: < 1 KiB).
+_MAX_NOTES = 1 << 20
+_MAX_COMMENTS = 1 << 20
+# Longest interpreter path read (PATH_MAX).
+_MAX_INTERP = 4096
+_ODD_BYTES = bytes(i & 1 for i in range(256))
 
 
 
@@ -163,8 +174,7 @@ class _ElfReader:
                     layout: struct.Struct) -> list[tuple[int, ...]]:
         if count and entsize != layout.size:
             self.image.fail(f"{what} entries are {entsize} bytes, expected {layout.size}")
-        blob = self.image.read(offset, count * layout.size, what)
-        return list(layout.iter_unpack(blob))
+        return list(self.image.rows(offset, count, layout, what, _MAX_HEADERS))
 
     def _sections(self) -> list[tuple[str, int, dict[str, int]]]:
         """(name, type, header) of every section; names from ``e_shstrndx``."""
@@ -214,12 +224,17 @@ class _ElfReader:
             self.image.fail("no dynamic section: a static executable or object, not a shared "
                             "library", "inspect.not-a-library")
         layout = struct.Struct(self.endian + ("ii" if self.bits == 32 else "qQ"))
-        size = dyn["p_filesz"] - dyn["p_filesz"] % layout.size
-        blob = self.image.read(dyn["p_offset"], size, "dynamic section")
-        for tag, value in layout.iter_unpack(blob):
+        declared = dyn["p_filesz"] // layout.size
+        self.image.check(dyn["p_offset"], declared * layout.size, "dynamic section")
+        # the loader reads up to DT_NULL: so does this, however long the segment claims to be
+        count = min(declared, _MAX_DYNAMIC)
+        for tag, value in self.image.rows(dyn["p_offset"], count, layout, "dynamic section"):
             if tag == C.DT_NULL:
-                break
+                return
             self.dynamic.setdefault(tag, []).append(value & ((1 << self.bits) - 1))
+        if declared > count:
+            self.image.fail(f"dynamic section holds more than {_MAX_DYNAMIC} entries before "
+                            "DT_NULL", "inspect.too-large")
 
     def tag(self, tag: int) -> int | None:
         values = self.dynamic.get(tag)
@@ -336,28 +351,40 @@ class _ElfReader:
         nbuckets, symoffset, bloom_size, _shift = image.unpack(struct.Struct(e + "IIII"), at,
                                                                "GNU hash table")
         buckets_at = at + 16 + bloom_size * self.word
-        buckets = struct.unpack(f"{e}{nbuckets}I",
-                                image.read(buckets_at, 4 * nbuckets, "GNU hash buckets"))
-        last = max(buckets, default=0)
+        last = max((b for (b,) in image.rows(buckets_at, nbuckets, struct.Struct(e + "I"),
+                                              "GNU hash buckets")), default=0)
         if last < symoffset:
             return symoffset
-        # Walk the last bucket's chain to its end bit, a block of words at a
-        # time; a chain without an end bit runs into EOF and fails.
-        at = buckets_at + 4 * nbuckets + 4 * (last - symoffset)
-        while True:
-            block = image.read(at, min(4096, max(image.size - at, 4)), "GNU hash chain")
-            for (value,) in struct.iter_unpack(e + "I", block[:len(block) & ~3]):
-                if value & 1:
-                    return last + 1
-                last += 1
-            at += len(block) & ~3
+        # The last bucket's chain ends at the word with bit 0 set: searched at
+        # C speed (each byte mapped to its low bit, a hit kept only on a
+        # word's low-order byte), a block at a time, for at most as many
+        # words as a symbol table may hold; a chain without an end bit fails.
+        chain_at = buckets_at + 4 * nbuckets + 4 * (last - symoffset)
+        low = 0 if e == "<" else 3
+        limit = MAX_TABLE_ENTRIES - last
+        words = 0
+        while words < limit:
+            block = image.read(chain_at + 4 * words,
+                               4 * min(1 << 16, limit - words,
+                                       max((image.size - chain_at) // 4 - words, 1)),
+                               "GNU hash chain")
+            marks = block.translate(_ODD_BYTES)
+            hit = marks.find(1, low)
+            while hit >= 0 and hit % 4 != low:
+                hit = marks.find(1, hit + 1)
+            if hit >= 0:
+                return last + words + hit // 4 + 1
+            words += len(block) // 4
+        image.fail(f"GNU hash chain has no end within {MAX_TABLE_ENTRIES} symbols",
+                   "inspect.too-large")
 
     # -- small parts ------------------------------------------------------------
 
     def _interpreter(self) -> str | None:
         for kind, h in self.segments:
             if kind == C.PT_INTERP:
-                raw = self.image.read(h["p_offset"], h["p_filesz"], "interpreter path")
+                size = min(h["p_filesz"], _MAX_INTERP)
+                raw = self.image.read(h["p_offset"], size, "interpreter path")
                 return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
         return None
 
@@ -371,7 +398,10 @@ class _ElfReader:
         return None
 
     def _notes(self, offset: int, size: int, align: int) -> str | None:
-        blob = self.image.read(offset, size, "note segment")
+        self.image.check(offset, size, "note segment")
+        # a build ID comes first; a hostile segment of zero-sized notes could
+        # otherwise hold billions
+        blob = self.image.read(offset, min(size, _MAX_NOTES), "note segment")
         header = struct.Struct(self.endian + "III")
         pos = 0
         while pos + header.size <= len(blob):
@@ -382,6 +412,8 @@ class _ElfReader:
             desc_at = pos + _align_up(header.size + namesz, align)
             end = pos + _align_up(desc_at - pos + descsz, align)
             if desc_at + descsz > len(blob):
+                if len(blob) < size:
+                    return None  # past what is scanned
                 self.image.fail(f"note at offset {offset + pos:#x} runs past its segment")
             if kind == C.NT_GNU_BUILD_ID and blob[name_at:name_at + namesz] == b"GNU\0":
                 return blob[desc_at:desc_at + descsz].hex()
@@ -391,7 +423,9 @@ class _ElfReader:
     def _comments(self, sections: list[tuple[str, int, dict[str, int]]]) -> tuple[str, ...]:
         for name, kind, h in sections:
             if name == ".comment" and kind != C.SHT_NOBITS:
-                blob = self.image.read(h["sh_offset"], h["sh_size"], ".comment section")
+                self.image.check(h["sh_offset"], h["sh_size"], ".comment section")
+                blob = self.image.read(h["sh_offset"], min(h["sh_size"], _MAX_COMMENTS),
+                                       ".comment section")
                 return tuple(s.decode("utf-8", "backslashreplace")
                              for s in blob.split(b"\0") if s)
         return ()

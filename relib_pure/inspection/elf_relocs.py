@@ -58,6 +58,7 @@ def make_table(image: Image, offset: int, size: int, bits: int, endian: str, *,
     if entry_size is not None and entry_size != layout.size:
         image.fail(f"{what} entries are {entry_size} bytes, expected {layout.size}")
     image.check(offset, size, what)
+    image.check_count(size // layout.size, what)
     return RelocTable(offset, size - size % layout.size, layout, relative_count)
 
 
@@ -113,8 +114,9 @@ def has_relocation_type(image: Image, tables: RelocTables, types: frozenset[int]
         return False
     mask = 0xFFFFFFFF if bits == 64 else 0xFF
     for table in tables.tables():
-        start = table.offset + min(table.relative_count, table.count) * table.layout.size
-        blob = bytes(image.data[start:table.offset + table.size])
-        if {entry[1] & mask for entry in table.layout.iter_unpack(blob)} & types:
+        first = min(table.relative_count, table.count)
+        rows = image.rows(table.offset + first * table.layout.size, table.count - first,
+                          table.layout, "relocation table")
+        if {entry[1] & mask for entry in rows} & types:
             return True
     return False

@@ -129,9 +129,8 @@ def read_symbols(image: Image, strings: StringTable, *, offset: int, count: int,
     """Exports (defined, global/weak/unique, default/protected) and imports
     (undefined) of the ``count`` symbols at ``offset``, in table order."""
     # Elf32_Sym orders value and size before info/other/shndx (reordered below).
-    layout = endian + ("IBBHQQ" if bits == 64 else "IIIBBH")
-    entry_size = struct.calcsize(layout)
-    table = image.read(offset, count * entry_size, "dynamic symbol table")
+    layout = struct.Struct(endian + ("IBBHQQ" if bits == 64 else "IIIBBH"))
+    rows = image.rows(offset, count, layout, "dynamic symbol table")
     if versym_offset is not None:
         versym: tuple[int, ...] | None = struct.unpack(
             f"{endian}{count}H", image.read(versym_offset, 2 * count, "symbol version table"))
@@ -145,10 +144,10 @@ def read_symbols(image: Image, strings: StringTable, *, offset: int, count: int,
     bindings = tuple(C.BINDINGS.get(b) for b in range(16))
     visibilities = tuple(C.VISIBILITIES.get(v) for v in range(4))
     by_index = versions.by_index
-    blob = strings.blob
-    find = blob.find
+    # names are looked up in place: the table's extent bounds every search
+    data, base, limit = image.data, strings.start, strings.end
+    find = data.find
     fast, new = _FAST, object.__new__
-    rows = struct.iter_unpack(layout, table)
     if bits == 32:
         rows = ((n, i, o, x, v, s) for n, v, s, i, o, x in rows)
     # The loop is the hot path for big libraries: locals only, no calls per
@@ -157,11 +156,12 @@ def read_symbols(image: Image, strings: StringTable, *, offset: int, count: int,
         binding = bindings[info >> 4]
         if binding is None or index == 0:
             continue  # local (or unknown) bindings are not part of the interface
-        end = find(b"\0", st_name)
+        at = base + st_name
+        end = find(b"\0", at, limit)
         if end < 0:
             image.fail(f"dynamic symbol {index}: name offset {st_name:#x} is outside the "
                        f"string table or not NUL-terminated")
-        name = blob[st_name:end].decode("utf-8", "backslashreplace")
+        name = data[at:end].decode("utf-8", "backslashreplace")
         kind = kinds[info & 0xF]
         version: str | None = None
         version_file: str | None = None

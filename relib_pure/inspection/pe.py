@@ -21,7 +21,6 @@ pefile's warnings about the import table into errors.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import struct
 import threading
@@ -137,7 +136,7 @@ def _read(path: str, pe: pefile.PE, data: Data, size: int) -> LibraryInfo:
         endianness="little",
         os="windows",
         file_size=size,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256="",  # relib_pure.inspection hashes the file (bounded, concurrently)
         soname=dll_name,
         needed=needed,
         exports=_symbols(layout, exports),
