@@ -82,8 +82,9 @@ def kit_root() -> Path:
     env = os.environ.get("RELIB_PURE_RELIB_KIT")
     if env:
         return Path(env)
-    # the checkout's sibling ``shared/``; a git worktree may sit a level deeper
-    for parent in REPO.parents:
+    # the checkout's sibling ``shared/``; a git worktree may sit a level deeper, and a
+    # checkout made elsewhere (a CI clone in a temporary folder) finds the workplace's
+    for parent in (*REPO.parents, Path("/work")):
         candidate = parent / "shared" / "relib-kit"
         if candidate.is_dir():
             return candidate
