@@ -49,12 +49,12 @@ def inspect_cached(path: str) -> LibraryInfo:
 
     st = os.stat(path)
     key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-    info = _INSPECTED.get(key)
+    info = _INSPECTED.pop(key, None)
     if info is None:
         info = inspect(path)
         if len(_INSPECTED) >= _INSPECTED_MAX:
-            _INSPECTED.pop(next(iter(_INSPECTED)))
-        _INSPECTED[key] = info
+            _INSPECTED.pop(next(iter(_INSPECTED)))  # the least recently used
+    _INSPECTED[key] = info
     return info
 
 
@@ -63,6 +63,7 @@ def clear_cache() -> None:
     _INSPECTED.clear()
     _INDEXES.clear()
     _GLOBAL.clear()
+    _MERGED.clear()
 
 
 @dataclass(frozen=True)
@@ -340,8 +341,11 @@ _INDEXES: dict[int, tuple[LibraryInfo, dict[str, list[Symbol]]]] = {}
 
 def _index(info: LibraryInfo) -> dict[str, list[Symbol]]:
     """Exports by name; kept for the cached dependencies (libc has thousands)."""
-    hit = _INDEXES.get(id(info))
+    hit = _INDEXES.pop(id(info), None)
     if hit is not None and hit[0] is info:
+        # least recently used goes first: a batch of checks indexes every
+        # library once, and must not push libc's index out each 256 files
+        _INDEXES[id(info)] = hit
         return hit[1]
     out: dict[str, list[Symbol]] = {}
     for s in info.exports:
@@ -364,10 +368,29 @@ def _defines(candidates: list[Symbol], version: str | None) -> bool:
     return False
 
 
+_MERGED: dict[int, tuple[list[LibraryInfo], dict[str, list[Symbol]]]] = {}
+
+
+def _merged_index(scope: list[LibraryInfo]) -> dict[str, list[Symbol]]:
+    """One index over every object of a global scope (the same list object
+    for every check in a process, so it is merged once)."""
+    hit = _MERGED.get(id(scope))
+    if hit is not None and hit[0] is scope:
+        return hit[1]
+    out: dict[str, list[Symbol]] = {}
+    for info in scope:
+        for name, symbols in _index(info).items():
+            out.setdefault(name, []).extend(symbols)
+    if len(_MERGED) >= 4:
+        _MERGED.pop(next(iter(_MERGED)))
+    _MERGED[id(scope)] = (scope, out)
+    return out
+
+
 def _check_symbols(nodes: list[_Node], scope: list[LibraryInfo]) -> tuple[list[Undefined], int]:
     """Undefined non-weak symbols of ``nodes`` that neither they nor the
     global ``scope`` define."""
-    indexes = [_index(info) for info in scope] + [_index(n.info) for n in nodes]
+    indexes = ([_merged_index(scope)] if scope else []) + [_index(n.info) for n in nodes]
     undefined = []
     checked = 0
     for node in nodes:
@@ -375,8 +398,14 @@ def _check_symbols(nodes: list[_Node], scope: list[LibraryInfo]) -> tuple[list[U
             if imp.weak:
                 continue
             checked += 1
-            if not any(_defines(ix.get(imp.name, []), imp.version) for ix in indexes):
-                undefined.append(Undefined(imp.name, imp.version, node.info.path))
+            name, version = imp.name, imp.version
+            # plain loops: this runs for every reference of every library in a batch
+            for ix in indexes:
+                candidates = ix.get(name)
+                if candidates is not None and _defines(candidates, version):
+                    break
+            else:
+                undefined.append(Undefined(name, version, node.info.path))
     return undefined, checked
 
 
