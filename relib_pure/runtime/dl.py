@@ -203,7 +203,7 @@ def loaded_chain() -> tuple[int, ...]:
     if _main_map is None:
         main = dlopen_self()
         _main_map = link_map(main)
-    out = []
+    out: list[int] = []
     address: int | None = _main_map
     read = ctypes.c_void_p.from_address
     while address and len(out) < 100_000:
