@@ -91,7 +91,7 @@ def test_text_lines_and_count(tmp_path: Path) -> None:
         compile_lib(lib, 2)
         line = read_line(proc)
         assert line.startswith("v2 loaded: change to new code running ")
-        assert "previous unloaded clean; reload_value() -> 2" in line
+        assert "previous unloaded clean; reload_value() -> 2" in line, line
         assert read_line(proc).strip() == "stopped: last version unloaded clean"
         assert proc.wait(15) == 0
     finally:

@@ -315,6 +315,16 @@ class Reloader:
                         self._cond.notify_all()
 
     @contextmanager
+    def _watcher_quiet(self) -> Iterator[None]:
+        """No watcher scan runs (and holds a descriptor) while the block runs."""
+        watcher = self._watcher
+        if watcher is None:
+            yield
+            return
+        with watcher.quiet:
+            yield
+
+    @contextmanager
     def _exclusive(self) -> Iterator[None]:
         """No call runs while the block runs: calls in flight finish first, new ones wait."""
         with self._cond:
@@ -492,7 +502,7 @@ class Reloader:
         outcome: Outcome = "loaded"
         error: RelibError | None = None
         new: Version | None = None
-        with self._exclusive():
+        with self._exclusive(), self._watcher_quiet():
             if old is not None:
                 if self._on_unload is not None:
                     try:
@@ -617,6 +627,7 @@ class Reloader:
             if self._worker is not threading.current_thread():
                 self._worker.join()
         with self._cycle_lock, self._exclusive():
+            # the watcher is stopped already: its scans cannot overlap this unload
             v, self._serving = self._serving, None
             if v is not None and v.loaded:
                 try:

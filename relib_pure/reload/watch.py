@@ -5,15 +5,18 @@ which a watch on the file itself would lose); a source tree is watched
 recursively. Opening and reading a file are no changes, so the reloader's own
 copies and inspections never trigger anything. ``poll`` (seconds) uses a
 polling observer, for containers and network file systems where inotify
-sees nothing.
+sees nothing; its directory scans pause while a version is swapped
+(:attr:`Watcher.quiet`), so no scan descriptor is open when an unload is
+verified.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
@@ -75,6 +78,16 @@ class Watcher:
         self.poll = poll
         self._observer: Any = None
         self._notify = notify
+        #: held while no watcher thread may open a descriptor (see :meth:`_listdir`)
+        self.quiet = threading.Lock()
+
+    def _listdir(self, path: str | None) -> Iterator[os.DirEntry[str]]:
+        # a directory scan holds a descriptor open: never while a version is being
+        # swapped, whose unload verification would count it as left behind
+        with self.quiet:
+            with os.scandir(path) as entries:
+                found = list(entries)
+        return iter(found)
 
     def _is_library(self, path: str) -> bool:
         return path in (self.library, self._real)
@@ -84,10 +97,10 @@ class Watcher:
 
     def start(self) -> None:
         from watchdog.observers import Observer
-        from watchdog.observers.polling import PollingObserver
+        from watchdog.observers.polling import PollingObserverVFS
 
-        observer = (PollingObserver(timeout=self.poll) if self.poll is not None
-                    else Observer(timeout=_OBSERVER_TIMEOUT))
+        observer = (PollingObserverVFS(os.stat, self._listdir, polling_interval=self.poll)
+                    if self.poll is not None else Observer(timeout=_OBSERVER_TIMEOUT))
         observer.schedule(_Handler(self._is_library, "lib", self._notify),
                           os.path.dirname(self.library), event_filter=_CHANGES)
         for src in self.sources:
