@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "Interface": "relib_pure.interface",
     "load": "relib_pure.runtime",
     "Module": "relib_pure.runtime",
+    "Host": "relib_pure.runtime",
     "UnloadReport": "relib_pure.runtime",
     "probe": "relib_pure.runtime",
     "load_module": "relib_pure.relib",
@@ -73,12 +74,25 @@ if TYPE_CHECKING:
     )
     from relib_pure.runtime import (
         load as load,
+        Host as Host,
         Module as Module,
         UnloadReport as UnloadReport,
     )
     from relib_pure.runtime.probe import probe as probe
 
 __all__ = ["__version__", *_errors_all, *_LAZY]
+
+
+def _protocol_driver(validated: Any) -> Any:
+    """The runtime's driver factory (injected into the default ``Host``): relib's
+    protocol driver for relib modules built with unloading, ``None`` otherwise.
+
+    Defined here, at the composition root, so that the runtime never imports
+    the relib protocol host.
+    """
+    from relib_pure.relib import auto_driver
+
+    return auto_driver(validated.info)
 
 
 def __getattr__(name: str) -> Any:

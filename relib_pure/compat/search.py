@@ -298,25 +298,34 @@ def _in_system_dir(path: str, config: LoaderConfig) -> bool:
     return any(parent == d or parent.startswith(d + "/glibc-hwcaps/") for d in config.system_dirs)
 
 
-# address perms offset dev inode path: file-backed mappings (inode != 0)
-_MAPPED_FILE = re.compile(r"^\S+ \S+ \S+ \S+ [1-9]\d* +(/.*)$", re.M)
 _LOADED_MEMO: dict[frozenset[str], dict[str, str]] = {}
 
 
+def clear_loaded_memo() -> None:
+    """Forget the SONAMEs read from the loaded objects (the next check reads them again)."""
+    _LOADED_MEMO.clear()
+
+
 def loaded_objects() -> dict[str, str]:
-    """SONAME -> path of the shared objects mapped in this process (``/proc/self/maps``)."""
+    """SONAME -> path of the shared objects loaded in this process.
+
+    The loader's own list (``link_map`` chain, :func:`relib_pure.runtime.dl.loaded_paths`):
+    what a ``dlopen`` here would match a NEEDED name against, without parsing
+    ``/proc/self/maps`` (the runtime's procfs module is the one reader of that).
+    """
+    from relib_pure.runtime import dl
+
     try:
-        with open("/proc/self/maps", "rb") as f:
-            text = f.read().decode(errors="replace")
-    except OSError:
+        paths = frozenset(p for p in dl.loaded_paths() if ".so" in os.path.basename(p))
+    except (OSError, dl.DlError):
         return {}
-    paths = frozenset(p for p in _MAPPED_FILE.findall(text) if ".so" in os.path.basename(p))
     memo = _LOADED_MEMO.get(paths)
     if memo is not None:
         return memo
     out: dict[str, str] = {}
-    for path in sorted(paths):
-        if path.endswith(" (deleted)") or not os.path.isfile(path):
+    # named as /proc/self/maps names them (symlinks resolved), as before
+    for path in sorted({os.path.realpath(p) for p in paths}):
+        if not os.path.isfile(path):
             continue
         # glibc matches a request against each object's SONAME (and the
         # names it was requested by, which for NEEDED entries is the SONAME).

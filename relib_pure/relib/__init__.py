@@ -2,7 +2,7 @@
 
 :func:`load_module` reads the module's compilation info statically, picks the
 protocol generation (:data:`relib_pure.abi.GENERATIONS`), and loads it through
-the generic runtime host with a :class:`~relib_pure.relib.driver.RelibDriver`,
+the generic runtime host with a :class:`~relib_pure.relib.protocol.RelibDriver`,
 which speaks relib's load/unload protocol and tracks the module's
 allocations so that unloading frees what it leaked::
 
@@ -30,7 +30,7 @@ from relib_pure.abi import SUPPORTED_VERSIONS, Generation, generation_for
 from relib_pure.errors import (IncompatibleModuleError, InspectionError, ModuleUnloaded,
                                SymbolMissing, UnloadError)
 from relib_pure.model import CompilationInfo, LibraryInfo
-from relib_pure.relib.driver import RelibDriver
+from relib_pure.relib.protocol import RelibDriver
 from relib_pure.relib.exports import ExportFunction, bind_export
 from relib_pure.relib.layouts import U128, RStr, RString, RVecU8
 from relib_pure.relib.signatures import FunctionSpec, normalize_specs

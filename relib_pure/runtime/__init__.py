@@ -23,12 +23,14 @@ Modules: :mod:`.dl` (libc loader calls), :mod:`.procfs` (``/proc/self``
 snapshots), :mod:`.owner` (owner thread), :mod:`.validate` (static validation
 and file identity), :mod:`.module` (``Module``), :mod:`.verify` and
 :mod:`.report` (what unload proves), :mod:`.probe` (child-process cycle),
-:mod:`.exit` (interpreter exit).
+:mod:`.exit` (interpreter exit), :mod:`.host` (the process-wide state: registries,
+load lock, caches, fork handling, the injected protocol-driver factory).
 """
 
 from __future__ import annotations
 
 from relib_pure.runtime.driver import Driver, PlainDriver
+from relib_pure.runtime.host import Host, default_host
 from relib_pure.runtime.module import BoundFunction, Module, live_modules, load, load_validated
 from relib_pure.runtime.probe import ProbeReport, RunResult, probe, run_cycle
 from relib_pure.runtime.report import CAUSES, Cause, LeakedFd, LeakedThread, UnloadReport
@@ -38,7 +40,7 @@ from relib_pure.runtime import exit as _exit  # noqa: F401  (registers the atexi
 __all__ = [
     "load", "load_validated", "validate", "Validated", "Module", "BoundFunction",
     "UnloadReport", "Cause", "CAUSES", "LeakedFd", "LeakedThread", "probe", "ProbeReport",
-    "run_cycle", "RunResult", "Driver", "PlainDriver", "live_modules",
+    "run_cycle", "RunResult", "Driver", "PlainDriver", "live_modules", "Host", "default_host",
 ]
 
 

@@ -218,3 +218,19 @@ def dlopen_self() -> int:
     if not handle:
         raise DlError(_last_error("dlopen(NULL) failed"))
     return int(handle)
+
+
+_LINK_NAME = _LinkMap.l_name.offset
+
+
+def loaded_paths() -> tuple[str, ...]:
+    """File names of the objects in the loader's list (the main program's is empty: left out)."""
+    read_ptr = ctypes.c_void_p.from_address
+    out = []
+    for address in loaded_chain():
+        name = read_ptr(address + _LINK_NAME).value
+        if name:
+            text = ctypes.string_at(name)
+            if text:
+                out.append(os.fsdecode(text))
+    return tuple(out)

@@ -17,7 +17,7 @@ each). The rest was made small:
 - the snapshot is taken on the calling thread before the owner thread
   starts, so in a reload loop the text after unload equals the snapshot
   byte for byte: one comparison replaces the leak diff, and the next load's
-  already-mapped search is a comparison too (``_last_clean``);
+  already-mapped search is a comparison too (``Host.last_clean``);
 - the identity check asks the kernel for the one mapping at the library's
   ``.dynamic`` (``PROCMAP_QUERY``) instead of reading maps text;
 - the owner thread starts without a handshake, runs the close steps as its
@@ -41,6 +41,7 @@ from relib_pure.errors import (AlreadyLoaded, CallError, LoadError, ModuleUnload
                                StillMapped, SymbolMissing, ThreadsStillRunning, UnloadError)
 from relib_pure.runtime import dl, procfs, resident, verify
 from relib_pure.runtime.driver import Driver, PlainDriver
+from relib_pure.runtime.host import Host, default_host
 from relib_pure.runtime.owner import OwnerThread
 from relib_pure.runtime.report import Cause, LeakedThread, UnloadReport
 from relib_pure.runtime.validate import Validated, validate
@@ -62,19 +63,6 @@ OWNER_EXIT_TIMEOUT = 5.0
 #: ``join`` already returned) may take to leave the task list before it counts
 THREAD_SETTLE = 0.2
 
-# Serialises every load in the process (the already-loaded check and dlopen
-# must be one step, or two racing loads of one file could both pass the check).
-_load_lock = threading.Lock()
-# Loaded modules, strongly held so a forgotten Module is unloaded at exit
-# instead of being collected while mapped.
-_live: dict[int, Module] = {}
-# Modules that could not be unloaded: everything they reference (callbacks,
-# drivers) must stay alive as long as the process, because the code is mapped.
-_leaked: list[Module] = []
-_registry_lock = threading.Lock()
-# (file key, maps text) of the last snapshot found naming neither the file's
-# inode nor its path; written under the load lock
-_last_clean: tuple[tuple[int, int, str, str], bytes, int] | None = None
 # CPython maps executable pages for ctypes callbacks on first use and never
 # unmaps them; one callback made now keeps the first page out of every
 # module's "left behind" report (drivers create callbacks during a lifetime).
@@ -82,20 +70,15 @@ _CALLBACK_PAGE = ctypes.CFUNCTYPE(None)(lambda: None)
 
 
 def clear_caches() -> None:
-    """Forget what speeds up reloading an unchanged file: its inspection, its check
-    report and the last maps text known not to map it (benchmarks of a first load)."""
-    global _last_clean
-    from relib_pure.runtime.validate import clear_caches as clear_validation
-
-    clear_validation()
-    with _load_lock:
-        _last_clean = None
+    """Forget what speeds up reloading an unchanged file (the default host's caches:
+    inspection, check report, DWARF, the last clean maps text); for benchmarks of a
+    first load."""
+    default_host().clear_caches()
 
 
 def live_modules() -> tuple[Module, ...]:
-    """Modules loaded through this host and not unloaded yet."""
-    with _registry_lock:
-        return tuple(_live.values())
+    """Modules loaded through the default host and not unloaded yet."""
+    return default_host().live_modules()
 
 
 class BoundFunction:
@@ -142,7 +125,10 @@ class Module:
     leaving the ``with`` block unloads it.
     """
 
-    def __init__(self, validated: Validated, driver: Driver, owner: OwnerMode, flags: int) -> None:
+    def __init__(self, validated: Validated, driver: Driver, owner: OwnerMode, flags: int,
+                 host: Host | None = None) -> None:
+        #: the process-wide state this module is registered with
+        self.host = host if host is not None else default_host()
         self.validated = validated
         self.path = validated.path
         self.info = validated.info
@@ -291,11 +277,10 @@ class Module:
         the before state (anything else that mapped or unmapped memory changed
         VmSize, and the full text is read).
         """
-        global _last_clean
         v = self.validated
         key = (v.file.dev, v.file.inode, v.real_path, v.path)
         pages = procfs.vm_pages()
-        last = _last_clean
+        last = self.host.last_clean
         if last is not None and last[0] == key and last[2] == pages and \
                 not dl.is_loaded(v.path):
             self._before = verify.take_snapshot(last[1])
@@ -310,9 +295,10 @@ class Module:
                 raise AlreadyLoaded("the library (path or inode) is already mapped in this "
                                     "process", path=self.path)
         # VmSize read after the text, so a change in between only costs a full read later
-        _last_clean = (key, data, procfs.vm_pages())
+        pages = procfs.vm_pages()
+        self.host.last_clean = (key, data, pages)
         self._before = verify.take_snapshot(data)
-        self._before_pages = _last_clean[2]
+        self._before_pages = pages
 
     def _open(self) -> None:
         """Owner thread (or the calling thread in ``caller`` mode): map and identify."""
@@ -385,8 +371,7 @@ class Module:
         timings["snapshot"] = (t1 - t0) * 1e6
         # from asking for an owner thread to that thread running the load
         timings["owner_start"] = (timings.pop("opened_at") - t1) * 1e6
-        with _registry_lock:
-            _live[id(self)] = self
+        self.host.register(self)
 
     def _retire_owner(self) -> bool:
         """Stop the owner thread and wait until the OS thread is gone (its TLS destructors ran)."""
@@ -444,8 +429,7 @@ class Module:
                 self._give_up()
                 raise StillMapped("the library is still mapped after dlclose: "
                                   + ", ".join(report.cause_codes), path=self.path, report=report)
-            with _registry_lock:
-                _live.pop(id(self), None)
+            self.host.unregister(self)
             return report
 
     def retry_unload(self) -> UnloadReport:
@@ -470,9 +454,7 @@ class Module:
                     raise StillMapped("the library is still mapped: "
                                       + ", ".join(report.cause_codes), path=self.path,
                                       report=report)
-                with _registry_lock:
-                    if self in _leaked:
-                        _leaked.remove(self)
+                self.host.unregister(self)
                 return report
         return self.unload()
 
@@ -519,12 +501,16 @@ class Module:
         return UnloadReport(self.path, self.driver.name, self.owner, unloaded=False,
                             loader_knows=True, threads=threads)
 
+    def _forget_owner_after_fork(self) -> None:
+        """In a forked child: the owner thread did not come along; nothing can run here."""
+        self._loaded = False
+        self._owner = None
+        self._unload_lock = threading.Lock()
+
     def _give_up(self) -> None:
         """Leave the library mapped for good, keeping everything it may call back into."""
         self._loaded = False
-        with _registry_lock:
-            _live.pop(id(self), None)
-            _leaked.append(self)
+        self.host.give_up(self)
         if self._owner is not None:
             if threading.get_ident() == self._owner.ident:
                 self._owner.stop()  # the loop ends after the current job
@@ -573,7 +559,8 @@ class Module:
             extra = {"driver_error": str(e)}
         threads = verify.new_threads(before, settle=THREAD_SETTLE)
         fds = verify.leaked_fds(before)
-        mappings = verify.leaked_mappings(before, maps, v.file, v.real_path, _other_files(self))
+        mappings = verify.leaked_mappings(before, maps, v.file, v.real_path,
+                                          self.host.other_files(self))
         timings = dict(self._timings)
         timings["verify"] = (time.perf_counter() - t0) * 1e6
         return UnloadReport(
@@ -655,46 +642,9 @@ def _wait_owner_gone(owner: OwnerThread) -> bool:
     return procfs.wait_task_gone(owner.native_id, OWNER_EXIT_TIMEOUT)
 
 
-def _refuse_if_live(validated: Validated) -> None:
-    key = (validated.file.dev, validated.file.inode)
-    with _registry_lock:
-        for m in _live.values():
-            v = m.validated
-            if (v.file.dev, v.file.inode) == key or v.real_path == validated.real_path:
-                raise AlreadyLoaded("the library (path or inode) is already loaded by this host",
-                                    path=validated.path)
-
-
-def _after_fork_in_child() -> None:
-    """A forked child has only the forking thread: owner threads did not come along.
-
-    Their modules cannot run anything any more, so they are marked unusable
-    (calls raise ModuleUnloaded) and left mapped; locks another thread held at
-    the fork are replaced.
-    """
-    global _load_lock, _registry_lock
-    _load_lock = threading.Lock()
-    _registry_lock = threading.Lock()
-    for key, m in list(_live.items()):
-        if m._owner is not None:
-            m._loaded = False
-            m._owner = None
-            m._unload_lock = threading.Lock()
-            del _live[key]
-            _leaked.append(m)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _other_files(module: Module) -> frozenset[tuple[int, int]]:
-    with _registry_lock:
-        others = [m for m in _live.values() if m is not module] + _leaked
-    return frozenset((m.validated.file.dev, m.validated.file.inode) for m in others)
-
-
 def load_validated(validated: Validated, *, owner: OwnerMode = "thread", lazy: bool = False,
-                   deepbind: bool = False, driver: Driver | None = None) -> Module:
+                   deepbind: bool = False, driver: Driver | None = None,
+                   host: Host | None = None) -> Module:
     """Map a library that :func:`~relib_pure.runtime.validate.validate` accepted.
 
     The mapped object must be the validated file (same device and inode, not
@@ -706,11 +656,11 @@ def load_validated(validated: Validated, *, owner: OwnerMode = "thread", lazy: b
     drv: Driver = driver if driver is not None else PlainDriver()
     flags = (dl.RTLD_LOCAL | (dl.RTLD_LAZY if lazy else dl.RTLD_NOW)
              | (dl.RTLD_DEEPBIND if deepbind else 0) | drv.extra_dlopen_flags)
-    module = Module(validated, drv, owner, flags)
-    with _load_lock:
+    module = Module(validated, drv, owner, flags, host)
+    with module.host.load_lock:
         # the cheap refusal first (no maps read, no owner thread): this is what
         # the losers of a race to load one file hit
-        _refuse_if_live(validated)
+        module.host.refuse_if_live(validated)
         module._start()
     logger.debug("%s: loaded (driver %s, owner %s)", module.path, drv.name, owner)
     return module
@@ -718,7 +668,7 @@ def load_validated(validated: Validated, *, owner: OwnerMode = "thread", lazy: b
 
 def load(path: str | os.PathLike[str], *, policy: Any = None, owner: OwnerMode = "thread",
          lazy: bool = False, deepbind: bool = False, driver: Driver | None = None,
-         check: bool = True) -> Module:
+         check: bool = True, host: Host | None = None) -> Module:
     """Validate, then map the library at ``path``; returns the loaded :class:`Module`.
 
     ``policy`` relaxes the static checks (:class:`relib_pure.compat.Policy`;
@@ -728,7 +678,10 @@ def load(path: str | os.PathLike[str], *, policy: Any = None, owner: OwnerMode =
     ``owner="caller"`` runs everything on the calling thread (cheapest calls,
     but only that thread may call or unload). ``lazy`` uses ``RTLD_LAZY``
     instead of ``RTLD_NOW``; ``deepbind`` adds ``RTLD_DEEPBIND``; ``driver``
-    adds a protocol (:mod:`relib_pure.runtime.driver`).
+    adds a protocol (:mod:`relib_pure.runtime.driver`; by default the host's
+    factory picks relib's for relib modules). ``host`` is the
+    :class:`~relib_pure.runtime.host.Host` to register with (default: the
+    process's).
 
     Raises :class:`~relib_pure.errors.InspectionError`,
     :class:`~relib_pure.errors.IncompatibleModuleError`,
@@ -737,16 +690,14 @@ def load(path: str | os.PathLike[str], *, policy: Any = None, owner: OwnerMode =
     checks fail.
     """
     validated = validate(path, policy=policy, check=check)
+    h = host if host is not None else default_host()
     if driver is None:
-        driver = protocol_driver(validated)
-    return load_validated(validated, owner=owner, lazy=lazy, deepbind=deepbind, driver=driver)
+        driver = h.protocol_driver(validated)
+    return load_validated(validated, owner=owner, lazy=lazy, deepbind=deepbind, driver=driver,
+                          host=h)
 
 
 def protocol_driver(validated: Validated) -> Driver | None:
-    """relib's driver for relib modules built with unloading; ``None`` (plain) otherwise."""
-    relib = validated.info.relib
-    if relib is None or relib.compilation_info is None:
-        return None  # not a relib module: no need to import the protocol host
-    from relib_pure.relib import auto_driver
-
-    return auto_driver(validated.info)
+    """The default host's protocol driver for ``validated`` (relib's for relib modules
+    built with unloading; ``None``, plain, otherwise)."""
+    return default_host().protocol_driver(validated)
