@@ -185,6 +185,32 @@ def test_github_annotations(capsys, native, tmp_path) -> None:
     assert "compat_nobody_defines_this" in m.group(2)
 
 
+#: glibc versions of the manylinux policies auditwheel defines for x86_64
+X86_POLICIES = [(2, 5), (2, 12), (2, 17), (2, 24), (2, 26), (2, 27), (2, 28), (2, 31), (2, 34),
+                (2, 35), (2, 36), (2, 37), (2, 38), (2, 39), (2, 40), (2, 41)]
+
+
+def test_policy_is_the_oldest_that_allows_every_version() -> None:
+    """Expectations from auditwheel 6.8's policy table (``auditwheel show`` on real
+    wheels gave the same tags: 13 installed binary wheels, see the commit)."""
+    from relib_pure.compat.manylinux import Requirements, summarize
+
+    def tag(machine: str = "x86_64", **highest: str) -> str | None:
+        req = Requirements("/x/lib.so", "elf", machine, 64, "little", ("lib.so",), (),
+                           highest)
+        return summarize("g", [req]).tag
+
+    assert tag(GLIBC="2.2.5") == "manylinux_2_5_x86_64"
+    assert tag(GLIBC="2.14") == "manylinux_2_17_x86_64"      # no policy between 2.12 and 2.17
+    assert tag(GLIBC="2.17") == "manylinux_2_17_x86_64"
+    assert tag(GLIBC="2.14", GLIBCXX="3.4.21") == "manylinux_2_24_x86_64"
+    assert tag(GLIBC="2.17", CXXABI="1.3.11") == "manylinux_2_27_x86_64"
+    assert tag(GLIBC="2.29") == "manylinux_2_31_x86_64"
+    assert tag(GLIBC="2.45") == "manylinux_2_45_x86_64"      # newer than any defined policy
+    assert tag("aarch64", GLIBC="2.5") == "manylinux_2_17_aarch64"
+    assert tag() == "manylinux_2_5_x86_64"
+
+
 def _readelf_highest_glibc(path: str) -> tuple[int, ...] | None:
     text = subprocess.run(["readelf", "-V", "-W", path], capture_output=True, text=True,
                           check=True).stdout
@@ -213,8 +239,10 @@ def test_manylinux_summary_follows_highest_glibc(capsys, native, tmp_path) -> No
             continue
         versioned += 1
         assert platform["glibc"] == ".".join(map(str, highest))
-        major, minor = max((2, 5), highest[:2])
-        assert platform["tag"] == f"manylinux_{major}_{minor}_x86_64"
+        if "GLIBCXX" not in platform["highest"]:
+            # the oldest defined policy at or above the glibc version (PEP 600 / auditwheel)
+            major, minor = min(p for p in X86_POLICIES if p >= highest[:2])
+            assert platform["tag"] == f"manylinux_{major}_{minor}_x86_64"
     assert versioned >= 1
     if libs[-1].endswith("libstdc++.so.6"):
         # libgcc_s's versions are reported too, without lowering the tag

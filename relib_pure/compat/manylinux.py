@@ -5,8 +5,12 @@ from the inspection model: the highest ``GLIBC_x.y`` symbol version any
 library requires (a wheel needing ``GLIBC_2.28`` cannot be older than
 ``manylinux_2_28``), and the NEEDED libraries that neither the wheel itself
 nor the manylinux policy provides (those must be grafted into the wheel by
-``auditwheel repair``). The highest ``GLIBCXX``/``CXXABI``/``GCC`` versions
-are reported too; unlike auditwheel, they do not lower the tag here.
+``auditwheel repair``). The tag is the oldest manylinux policy (PEP 600
+tags, as auditwheel defines them) whose symbol versions cover what the
+libraries require: its highest ``GLIBC``, ``GLIBCXX``, ``CXXABI`` and
+``GCC`` versions (so ``GLIBC_2.14`` alone gives ``manylinux_2_17``, as there
+is no policy between 2.12 and 2.17; ``GLIBCXX_3.4.21`` needs
+``manylinux_2_24``).
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ from relib_pure.model import LibraryInfo
 __all__ = ["Requirements", "PlatformSummary", "requirements", "summarize",
            "POLICY_LIBRARIES", "highest_glibc"]
 
-#: Libraries every manylinux system provides (PEP 599's list, plus the loader).
+#: Libraries every manylinux system provides (the policies' library lists: PEP
+#: 599's, plus libz, libatomic, libanl and, from 2_12 / 2_24, libexpat / libmvec,
+#: taken here for every policy), and the dynamic loaders.
 POLICY_LIBRARIES = frozenset({
     "libgcc_s.so.1", "libstdc++.so.6", "libm.so.6", "libdl.so.2", "librt.so.1", "libc.so.6",
     "libnsl.so.1", "libutil.so.1", "libpthread.so.0", "libresolv.so.2", "libX11.so.6",
     "libXext.so.6", "libXrender.so.1", "libICE.so.6", "libSM.so.6", "libGL.so.1",
-    "libgobject-2.0.so.0", "libgthread-2.0.so.0", "libglib-2.0.so.0",
+    "libgobject-2.0.so.0", "libgthread-2.0.so.0", "libglib-2.0.so.0", "libz.so.1",
+    "libatomic.so.1", "libanl.so.1", "libexpat.so.1", "libmvec.so.1",
     "ld-linux-x86-64.so.2", "ld-linux.so.2", "ld-linux-aarch64.so.1", "ld64.so.2",
     "ld64.so.1", "ld-linux-armhf.so.3",
 })
@@ -36,9 +43,29 @@ POLICY_LIBRARIES = frozenset({
 FAMILIES = ("GLIBC", "GLIBCXX", "CXXABI", "GCC")
 _VERSION = re.compile(r"^(GLIBC|GLIBCXX|CXXABI|GCC)_(\d+(?:\.\d+)*)$")
 
-# the oldest manylinux of each architecture (manylinux1 / manylinux2014)
-_FLOOR = {"x86_64": (2, 5), "i686": (2, 5)}
-_DEFAULT_FLOOR = (2, 17)
+#: manylinux policies: (glibc of the tag, the highest version of each family
+#: the policy allows). Facts of PEP 600's defined policies, x86_64 values
+#: (other architectures start at 2_17 and allow the same versions).
+POLICIES: tuple[tuple[tuple[int, int], dict[str, tuple[int, ...]]], ...] = (
+    ((2, 5), {"GLIBC": (2, 5), "GLIBCXX": (3, 4, 8), "CXXABI": (1, 3, 1), "GCC": (4, 2, 0)}),
+    ((2, 12), {"GLIBC": (2, 12), "GLIBCXX": (3, 4, 13), "CXXABI": (1, 3, 3), "GCC": (4, 3, 0)}),
+    ((2, 17), {"GLIBC": (2, 17), "GLIBCXX": (3, 4, 19), "CXXABI": (1, 3, 7), "GCC": (4, 8, 0)}),
+    ((2, 24), {"GLIBC": (2, 24), "GLIBCXX": (3, 4, 22), "CXXABI": (1, 3, 10), "GCC": (4, 8, 0)}),
+    ((2, 26), {"GLIBC": (2, 26), "GLIBCXX": (3, 4, 22), "CXXABI": (1, 3, 10), "GCC": (4, 8, 0)}),
+    ((2, 27), {"GLIBC": (2, 27), "GLIBCXX": (3, 4, 24), "CXXABI": (1, 3, 11), "GCC": (7, 0, 0)}),
+    ((2, 28), {"GLIBC": (2, 28), "GLIBCXX": (3, 4, 24), "CXXABI": (1, 3, 11), "GCC": (7, 0, 0)}),
+    ((2, 31), {"GLIBC": (2, 31), "GLIBCXX": (3, 4, 28), "CXXABI": (1, 3, 12), "GCC": (7, 0, 0)}),
+    ((2, 34), {"GLIBC": (2, 34), "GLIBCXX": (3, 4, 29), "CXXABI": (1, 3, 13), "GCC": (7, 0, 0)}),
+    ((2, 35), {"GLIBC": (2, 35), "GLIBCXX": (3, 4, 30), "CXXABI": (1, 3, 13), "GCC": (12, 0, 0)}),
+    ((2, 36), {"GLIBC": (2, 36), "GLIBCXX": (3, 4, 30), "CXXABI": (1, 3, 13), "GCC": (12, 0, 0)}),
+    ((2, 37), {"GLIBC": (2, 37), "GLIBCXX": (3, 4, 30), "CXXABI": (1, 3, 13), "GCC": (12, 0, 0)}),
+    ((2, 38), {"GLIBC": (2, 38), "GLIBCXX": (3, 4, 30), "CXXABI": (1, 3, 13), "GCC": (12, 0, 0)}),
+    ((2, 39), {"GLIBC": (2, 39), "GLIBCXX": (3, 4, 33), "CXXABI": (1, 3, 15), "GCC": (14, 0, 0)}),
+    ((2, 40), {"GLIBC": (2, 40), "GLIBCXX": (3, 4, 33), "CXXABI": (1, 3, 15), "GCC": (14, 0, 0)}),
+    ((2, 41), {"GLIBC": (2, 41), "GLIBCXX": (3, 4, 33), "CXXABI": (1, 3, 15), "GCC": (14, 0, 0)}),
+)
+# manylinux1 and manylinux2010 exist for x86 only
+_X86_ONLY = {(2, 5), (2, 12)}
 _ARCH = {"x86_64": "x86_64", "i386": "i686", "aarch64": "aarch64", "s390x": "s390x",
          "arm": "armv7l"}
 
@@ -124,6 +151,7 @@ class PlatformSummary:
         glibc = self.highest.get("GLIBC")
         why = (f"highest GLIBC_{glibc[0]} (required by {os.path.basename(glibc[1])})"
                if glibc else "no GLIBC symbol versions required")
+        why = "the oldest policy allowing its symbol versions; " + why
         others = ", ".join(f"{f}_{v}" for f, (v, _) in self.highest.items() if f != "GLIBC")
         text = f"{self.group}: consistent with {self.tag}: {why}"
         if others:
@@ -133,6 +161,18 @@ class PlatformSummary:
             text += f"; needs libraries outside the manylinux policy: {names}" \
                     " (auditwheel repair would graft them)"
         return text
+
+
+def _policy(required: dict[str, Version], *, x86: bool) -> tuple[int, int]:
+    """The oldest policy allowing every required version; past the newest
+    known one, the glibc version itself (each glibc release gets its tag)."""
+    for glibc, allowed in POLICIES:
+        if glibc in _X86_ONLY and not x86:
+            continue
+        if all(v <= allowed[f] for f, v in required.items() if f in allowed):
+            return glibc
+    needed = required.get("GLIBC", (2, 17)) + (0, 0)
+    return max(POLICIES[-1][0], (needed[0], needed[1]))
 
 
 def summarize(group: str, reqs: Iterable[Requirements]) -> PlatformSummary:
@@ -156,9 +196,8 @@ def summarize(group: str, reqs: Iterable[Requirements]) -> PlatformSummary:
         if machine == "ppc64" and endianness == "little":
             arch = "ppc64le"
         if arch is not None and (arch != "x86_64" or bits == 64):
-            floor = _FLOOR.get(arch, _DEFAULT_FLOOR)
-            glibc = best.get("GLIBC", ((),))[0]
-            major, minor = max(floor, tuple(glibc[:2]) if glibc else floor)
+            major, minor = _policy({f: v for f, (v, _) in best.items()},
+                                   x86=arch in ("x86_64", "i686"))
             tag = f"manylinux_{major}_{minor}_{arch}"
     ordered = {f: (_text(best[f][0]), best[f][1]) for f in FAMILIES if f in best}
     return PlatformSummary(group, len(items), tag, ordered, external)
