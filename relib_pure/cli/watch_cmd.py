@@ -37,7 +37,8 @@ def configure_parser(subparsers: Any) -> None:
         epilog=EPILOG)
     parser.add_argument("path", metavar="LIB", help="the shared library to keep loaded")
     parser.add_argument("--build", metavar="CMD",
-                        help="build command run on source changes (split like a shell does)")
+                        help="build command run on source changes (split like a shell does); "
+                             "its output is shown when it fails, always with -v")
     parser.add_argument("--src", metavar="DIR", action="append", default=[],
                         help="source directory to watch (repeatable; needs --build)")
     parser.add_argument("--call", metavar="SYMBOL",
@@ -48,8 +49,10 @@ def configure_parser(subparsers: Any) -> None:
     parser.add_argument("--init", metavar="SYMBOL",
                         help="plain library: an int SYMBOL(void) run after each load; nonzero "
                              "refuses the version")
-    parser.add_argument("--no-main", dest="main", action="store_false",
-                        help="relib module: do not call main after each load")
+    parser.add_argument("--main", action="store_true",
+                        help="relib module: call its main after each load (the command line "
+                             "implements no imports: a main that calls one aborts; use "
+                             "relib_pure.Reloader(imports=...) for those)")
     parser.add_argument("--poll", type=float, metavar="S",
                         help="poll every S seconds instead of inotify (containers, NFS)")
     parser.add_argument("--debounce", type=float, default=0.05, metavar="S",

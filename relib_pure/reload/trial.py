@@ -2,7 +2,7 @@
 
 A crash in the new code (a segfault in ``main``, an abort) then costs a child
 process and rejects the version, instead of killing the host. The child is a
-fresh interpreter (``python -m relib_pure.reload.trial SPEC``): it loads the
+fresh interpreter (``python -m relib_pure.reload.trial_child SPEC``): it loads the
 shadow copy the same way the reloader will, runs ``main`` (relib) or
 ``init`` (plain), unloads, and prints one JSON line. The host's Python
 implementations of relib imports cannot cross a process boundary: in the
@@ -44,7 +44,9 @@ class TrialResult:
             why = f"{self.stage} failed in the trial child: {self.error['message']}"
         else:
             why = f"the trial child ended without a result during {self.stage}"
-        tail = [ln for ln in self.stderr.strip().splitlines() if ln.strip()][-3:]
+        # what the library said, not the traceback faulthandler adds after it
+        said = self.stderr.split("Fatal Python error:", 1)[0]
+        tail = [ln.strip() for ln in said.splitlines() if ln.strip()][-3:]
         return why + ("; stderr: " + " | ".join(tail) if tail else "")
 
 
@@ -105,7 +107,7 @@ def run_trial(path: str, described: dict[str, Any], *, timeout: float = 30.0) ->
     pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, "-X", "faulthandler", "-m", "relib_pure.reload.trial",
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "relib_pure.reload.trial_child",
            json.dumps({**described, "path": path})]
     stage, result = "start", None
     try:
@@ -187,6 +189,3 @@ def child(described: dict[str, Any]) -> int:
     emit("done", ok=True)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(child(json.loads(sys.argv[1])))
