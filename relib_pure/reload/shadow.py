@@ -32,9 +32,23 @@ from relib_pure.errors import InspectionError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ShadowCopy", "ShadowDir", "SourceChanged"]
+__all__ = ["ShadowCopy", "ShadowDir", "SourceChanged", "default_base"]
 
 _CHUNK = 1 << 20
+
+
+def default_base() -> str:
+    """The system temp directory, unless it is mounted ``noexec`` (dlopen could not
+    map a library from it): then the user's cache directory."""
+    base = tempfile.gettempdir()
+    if os.statvfs(base).f_flag & getattr(os, "ST_NOEXEC", 0):
+        from relib_pure.examples.build import cache_root
+
+        fallback = cache_root() / "shadow"
+        fallback.mkdir(parents=True, exist_ok=True, mode=0o700)
+        logger.info("%s is mounted noexec: shadow copies go to %s", base, fallback)
+        return str(fallback)
+    return base
 
 
 class SourceChanged(Exception):
@@ -60,7 +74,8 @@ class ShadowDir:
 
     def __init__(self, base: str | None = None) -> None:
         # mkdtemp creates the directory with mode 0700 and a unique name
-        self.path = tempfile.mkdtemp(prefix=f"relib-pure-shadow-{os.getpid()}-", dir=base)
+        self.path = tempfile.mkdtemp(prefix=f"relib-pure-shadow-{os.getpid()}-",
+                                     dir=base if base is not None else default_base())
         os.chmod(self.path, 0o700)
         self._lock = threading.Lock()
         self._live: dict[str, ShadowCopy] = {}
