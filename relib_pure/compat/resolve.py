@@ -390,7 +390,11 @@ def _merged_index(scope: list[LibraryInfo]) -> dict[str, list[Symbol]]:
 def _check_symbols(nodes: list[_Node], scope: list[LibraryInfo]) -> tuple[list[Undefined], int]:
     """Undefined non-weak symbols of ``nodes`` that neither they nor the
     global ``scope`` define."""
-    indexes = ([_merged_index(scope)] if scope else []) + [_index(n.info) for n in nodes]
+    # The checked library itself comes last and is indexed only when some
+    # reference is defined nowhere else: it is new in every check of a batch,
+    # its dependencies (and their indexes) are cached.
+    indexes = ([_merged_index(scope)] if scope else []) + [_index(n.info) for n in nodes[1:]]
+    root_index: dict[str, list[Symbol]] | None = None
     undefined = []
     checked = 0
     for node in nodes:
@@ -405,8 +409,20 @@ def _check_symbols(nodes: list[_Node], scope: list[LibraryInfo]) -> tuple[list[U
                 if candidates is not None and _defines(candidates, version):
                     break
             else:
-                undefined.append(Undefined(name, version, node.info.path))
+                if root_index is None:
+                    root_index = _own_index(nodes[0].info)
+                candidates = root_index.get(name)
+                if candidates is None or not _defines(candidates, version):
+                    undefined.append(Undefined(name, version, node.info.path))
     return undefined, checked
+
+
+def _own_index(info: LibraryInfo) -> dict[str, list[Symbol]]:
+    """Exports by name, not kept (the library under check is seen once)."""
+    out: dict[str, list[Symbol]] = {}
+    for s in info.exports:
+        out.setdefault(s.name, []).append(s)
+    return out
 
 
 def resolution_findings(res: Resolution) -> list[Finding]:
