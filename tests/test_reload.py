@@ -151,6 +151,44 @@ def test_a_library_built_inside_its_source_folder_reloads_once_per_edit(
         assert [e.outcome for e in r.history] == ["loaded", "loaded"]
 
 
+def test_an_edit_made_while_the_build_runs_gets_its_own_build(tmp_path: Path) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    source = folder / "reloadable.c"
+    source.write_text(SOURCE.read_text())
+    lib = tmp_path / "out" / "libreloadable.so"
+    lib.parent.mkdir()
+    compile_lib(lib, 1)
+    snap = tmp_path / "snapshot.c"
+    # the build reads the source first, then takes its time: an edit in between is new
+    build = ["sh", "-c", f"cp {source} {snap} && sleep 0.4 && "
+             f"gcc -shared -fPIC -o {lib}.tmp {snap} && mv {lib}.tmp {lib}"]
+    with Reloader(lib, exports=EXPORTS, build=build, src=folder, debounce=DEBOUNCE) as r:
+        assert r.next_event(0) is not None
+        source.write_text("#define VALUE 5\n" + SOURCE.read_text())
+        deadline = time.monotonic() + WAIT
+        while not (snap.exists() and "VALUE 5" in snap.read_text()):  # the build has read it
+            assert time.monotonic() < deadline, "the first build did not start"
+            time.sleep(0.005)
+        source.write_text("#define VALUE 9\n" + SOURCE.read_text())
+        first = next_outcome(r)
+        assert first.outcome == "loaded"
+        second = next_outcome(r)
+        assert second.outcome == "loaded" and r.exports.reload_value() == 9
+        assert first.sha256 != second.sha256  # the first build made the VALUE 5 library
+        assert [e.build is not None for e in r.history] == [False, True, True]
+        assert r.next_event(0.5) is None
+
+
+def test_build_output_folders_are_the_roots_child_towards_the_library() -> None:
+    from relib_pure.reload.watch import output_folders
+
+    assert output_folders("/p/target/debug/libm.so", ["/p"]) == ("/p/target",)
+    assert output_folders("/p/libm.so", ["/p"]) == ()  # the root itself is sources
+    assert output_folders("/out/libm.so", ["/p", "/q/"]) == ()
+    assert output_folders("/p/build/x/libm.so", ["/p/src", "/p"]) == ("/p/build",)
+
+
 def test_a_version_that_stays_mapped_keeps_its_copy_listed(
         tmp_path: Path) -> None:
     lib = tmp_path / "libnodelete.so"

@@ -189,7 +189,6 @@ class Reloader:
         self._worker: threading.Thread | None = None
         self._watcher: Watcher | None = None
         self._final: UnloadReport | None = None
-        self._quiet_until = 0.0
 
         first_build = None
         if self.build_command is not None and not os.path.exists(self.path):
@@ -217,9 +216,7 @@ class Reloader:
                 self._worker = threading.Thread(target=self._run, daemon=True,
                                                 name=f"relib-pure-reloader:{os.path.basename(self.path)}")
                 self._worker.start()
-                ignore = [os.path.dirname(self.path)]
-                self._watcher = Watcher(self.path, self._notify, sources=sources,
-                                        ignore=ignore, poll=poll)
+                self._watcher = Watcher(self.path, self._notify, sources=sources, poll=poll)
                 self._watcher.start()
             self._attempt(time.monotonic(), first_build, initial=True)
         except BaseException:
@@ -360,9 +357,6 @@ class Reloader:
                 if more == _STOP:
                     return
                 kinds.add(more[0])
-            if kinds == {"src"} and first <= self._quiet_until:
-                # what the last build itself wrote (objects, dependency files), reported late
-                continue
             try:
                 if "src" in kinds and self.build_command is not None:
                     self.rebuild(detected_at=first)
@@ -379,9 +373,6 @@ class Reloader:
         with self._cycle_lock:
             result = run_build(self.build_command, cwd=self._build_cwd,
                                timeout=self._build_timeout)
-            # what the build wrote under the sources is no new source change
-            _drain(self._triggers, keep=("lib",))
-            self._quiet_until = time.monotonic() + self.debounce
             if not result.ok:
                 code = result.returncode
                 return self._emit(ReloadEvent(
@@ -418,6 +409,10 @@ class Reloader:
                     if initial:
                         raise InspectionError("no such file", path=self.path,
                                               code="inspect.not-found")
+                    if build is not None:
+                        return self._reject(self._next(), ReloadError(
+                            "the build succeeded but the library is not there",
+                            path=self.path, code="reload.incomplete"), timings, build)
                     logger.debug("%s: gone (being replaced?)", self.path)
                     return None
                 if not initial and build is None and settled.state == self._last_state:
@@ -682,17 +677,3 @@ def _callback_error(which: str, e: BaseException, path: str) -> ReloadError:
 def _tail(text: str, lines: int = 5) -> str:
     kept = [ln for ln in text.strip().splitlines() if ln.strip()][-lines:]
     return " | ".join(kept) if kept else "(no output)"
-
-
-def _drain(q: queue.Queue[tuple[str, float]], keep: tuple[str, ...]) -> None:
-    """Drop queued triggers except those of the kinds in ``keep`` (and a stop)."""
-    kept = []
-    while True:
-        try:
-            item = q.get_nowait()
-        except queue.Empty:
-            break
-        if item == _STOP or item[0] in keep:
-            kept.append(item)
-    for item in kept:
-        q.put(item)

@@ -25,7 +25,7 @@ from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileDeletedEvent
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Watcher", "ChangeKind"]
+__all__ = ["Watcher", "ChangeKind", "BUILD_OUTPUT_SUFFIXES", "output_folders"]
 
 ChangeKind = Literal["lib", "src"]
 
@@ -57,24 +57,43 @@ class _Handler(FileSystemEventHandler):
             self._notify(self._kind, time.monotonic())
 
 
+#: file endings of what builds and editors write next to sources: no source change
+BUILD_OUTPUT_SUFFIXES = (".o", ".obj", ".d", ".a", ".so", ".dll", ".dylib", ".rlib", ".rmeta",
+                         ".pyc", ".tmp", ".swp", ".swx", ".lock", "~")
+
+
+def output_folders(library: str, sources: Sequence[str]) -> tuple[str, ...]:
+    """Build output folders inside source roots: for each root that holds the
+    library below it, the root's child on the way (``target`` for
+    ``proj/target/debug/lib.so`` and root ``proj``). A library directly in a
+    root gives none: the root is sources."""
+    lib = os.path.abspath(library)
+    found = []
+    for root in sources:
+        root = os.path.abspath(root)
+        rel = os.path.relpath(os.path.dirname(lib), root)
+        if rel != "." and not rel.startswith(".."):
+            found.append(os.path.join(root, rel.split(os.sep)[0]))
+    return tuple(found)
+
+
 class Watcher:
     """Calls ``notify(kind, monotonic_time)`` on every change of ``library`` (``"lib"``)
     or of a file under one of ``sources`` (``"src"``), from watchdog's thread.
 
-    Changes under ``ignore`` (the build output folder inside a source tree;
-    not when it is a source root itself) are no source changes. :meth:`start` and :meth:`stop` start and join the
-    observer's threads.
+    What a build writes is no source change: the library itself, files under
+    :func:`output_folders` (``target/`` of a cargo project watched from its
+    root) and files ending in :data:`BUILD_OUTPUT_SUFFIXES` (objects, editor
+    swap files). Every other change, also one made while a build runs, is.
+    :meth:`start` and :meth:`stop` start and join the observer's threads.
     """
 
     def __init__(self, library: str, notify: Callable[[ChangeKind, float], None], *,
-                 sources: Sequence[str] = (), ignore: Sequence[str] = (),
-                 poll: float | None = None) -> None:
+                 sources: Sequence[str] = (), poll: float | None = None) -> None:
         self.library = os.path.abspath(library)
         self._real = os.path.realpath(self.library)
         self.sources = tuple(os.path.abspath(s) for s in sources)
-        # a folder that is itself a source root is sources, not build output
-        self._ignore = tuple(os.path.abspath(i) + os.sep for i in ignore
-                             if os.path.abspath(i) not in self.sources)
+        self._ignore = tuple(f + os.sep for f in output_folders(self.library, self.sources))
         self.poll = poll
         self._observer: Any = None
         self._notify = notify
@@ -93,7 +112,8 @@ class Watcher:
         return path in (self.library, self._real)
 
     def _is_source(self, path: str) -> bool:
-        return not path.startswith(self._ignore) and not self._is_library(path)
+        return not (path.startswith(self._ignore) or path.endswith(BUILD_OUTPUT_SUFFIXES)
+                    or self._is_library(path))
 
     def start(self) -> None:
         from watchdog.observers import Observer
