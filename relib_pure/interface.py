@@ -51,8 +51,11 @@ class Function:
     """One declared function.
 
     ``restype`` / ``argtypes`` are ctypes types (``None`` restype = void).
-    ``trait`` is the last path segment of the relib trait (``"Exports"``) or
-    ``None`` for a plain C symbol. ``rust_return`` is the return type as
+    ``trait`` is the last path segment of the relib trait (``"Exports"``),
+    ``""`` for a relib function outside any trait (``main``, ``before_unload``,
+    exportify functions: ``__relib__<name>``) or ``None`` for a plain C symbol.
+    It is the one declaration type of the package: the relib protocol host's
+    ``FunctionSpec`` is this class. ``rust_return`` is the return type as
     spelled in Rust (``"u32"``, ``"RString"``), which decides relib's boxing
     (§1.5); ``None`` when unknown.
     """
@@ -76,8 +79,9 @@ class Function:
 
 
 def symbol_for(fn: Function) -> str:
-    """Plain ``fn.name``, or ``__relib__<trait>_<name>`` for a relib trait function."""
-    return abi.public_symbol(fn.trait, fn.name) if fn.trait else fn.name
+    """Plain ``fn.name`` (``trait=None``), else relib's mangled name (§1.1):
+    ``__relib__<trait>_<name>``, or ``__relib__<name>`` for ``trait=""``."""
+    return fn.name if fn.trait is None else abi.public_symbol(fn.trait, fn.name)
 
 
 def _is_ctype(t: Any) -> bool:

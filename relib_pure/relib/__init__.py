@@ -33,7 +33,7 @@ from relib_pure.model import CompilationInfo, LibraryInfo
 from relib_pure.relib.protocol import RelibDriver
 from relib_pure.relib.exports import ExportFunction, bind_export
 from relib_pure.relib.layouts import U128, RStr, RString, RVecU8
-from relib_pure.relib.signatures import FunctionSpec, normalize_specs
+from relib_pure.relib.signatures import FunctionSpec, normalize_specs, relib_spec
 
 __all__ = ["load_module", "RelibModule", "RelibDriver", "select_generation", "auto_driver",
            "FunctionSpec", "RStr", "RString", "RVecU8", "U128"]
@@ -243,7 +243,7 @@ class RelibModule:
         with self._lock:
             fn = self._main_by_restype.get(restype)
             if fn is None:
-                fn = bind_export(FunctionSpec("main", restype), self.generation,
+                fn = bind_export(relib_spec("main", restype), self.generation,
                                  self._resolve, path=self.path, invoke=self._invoke)
                 if fn is None:
                     raise SymbolMissing("the module has no main (__relib__main)",
@@ -254,7 +254,7 @@ class RelibModule:
     def export(self, name: str, restype: Any = None, argtypes: Any = (), *,
                trait: str | None = "Exports") -> ExportFunction:
         """Bind an export that was not declared at load (``trait=None`` for exportify fns)."""
-        spec = FunctionSpec(name, restype, tuple(argtypes), trait)
+        spec = relib_spec(name, restype, tuple(argtypes), trait)
         fn = bind_export(spec, self.generation, self._resolve, path=self.path,
                          invoke=self._invoke)
         if fn is None:

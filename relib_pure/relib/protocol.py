@@ -29,7 +29,7 @@ from relib_pure.relib.callbacks import callbacks_for
 from relib_pure.relib.exports import ExportFunction, Invoker, bind_export
 from relib_pure.relib.imports import ImportTable, build_imports, write_slots
 from relib_pure.relib.layouts import RawSlice, init_argtypes
-from relib_pure.relib.signatures import FunctionSpec
+from relib_pure.relib.signatures import FunctionSpec, relib_spec
 
 __all__ = ["RelibDriver", "RTLD_DEEPBIND"]
 
@@ -136,9 +136,9 @@ class RelibDriver:
             raise SymbolMissing(f"relib {gen.name} module lacks required symbols: "
                                 f"{', '.join(missing)}", path=path, symbols=tuple(missing))
         self.import_table = table
-        self.main = bind_export(FunctionSpec("main"), gen, resolve, path=path,
+        self.main = bind_export(relib_spec("main"), gen, resolve, path=path,
                                 invoke=self._invoke)
-        self.before_unload = bind_export(FunctionSpec("before_unload"), gen, resolve, path=path,
+        self.before_unload = bind_export(relib_spec("before_unload"), gen, resolve, path=path,
                                          invoke=self._invoke)
         if self.unloading:
             self._init(slots)

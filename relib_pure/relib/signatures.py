@@ -14,49 +14,39 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from relib_pure.abi import public_symbol
+from relib_pure.interface import Function
 
-__all__ = ["FunctionSpec", "normalize_specs"]
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """One public function: ``name`` in ``trait`` with a ctypes signature.
-
-    ``restype`` is a ctypes type or ``None`` for ``()``; ``argtypes`` the
-    ctypes parameter types in order; ``rust_return`` the return type as spelled
-    in Rust, when known (relib decides boxing on that spelling).
-    """
-
-    name: str
-    restype: Any = None
-    argtypes: tuple[Any, ...] = ()
-    trait: str | None = None
-    rust_return: str | None = None
-
-    @property
-    def symbol(self) -> str:
-        """The mangled symbol (§1.1): ``__relib__<trait>_<name>`` or ``__relib__<name>``."""
-        return public_symbol(self.trait, self.name)
+__all__ = ["FunctionSpec", "relib_spec", "normalize_specs"]
 
 
-def _from_entry(name: str, entry: Any, trait: str | None) -> FunctionSpec:
-    if isinstance(entry, FunctionSpec):
-        return entry if entry.trait is not None or trait is None else \
-            FunctionSpec(entry.name, entry.restype, entry.argtypes, trait, entry.rust_return)
+#: the package's one declaration type (:class:`relib_pure.interface.Function`); in
+#: this layer ``trait=""`` names relib functions outside any trait (``__relib__main``)
+FunctionSpec = Function
+
+
+def relib_spec(name: str, restype: Any = None, argtypes: Iterable[Any] = (),
+               trait: str | None = "", rust_return: str | None = None) -> Function:
+    """A relib function declaration; ``trait=None`` (no trait) means ``""`` here."""
+    return Function(name, restype, tuple(argtypes), "" if trait is None else trait, rust_return)
+
+
+def _from_entry(name: str, entry: Any, trait: str | None) -> Function:
+    if isinstance(entry, Function):
+        return entry if entry.trait is not None else relib_spec(
+            entry.name, entry.restype, entry.argtypes, trait, entry.rust_return)
     if isinstance(entry, tuple) and len(entry) == 2:
         restype, argtypes = entry
-        return FunctionSpec(name, restype, tuple(argtypes), trait)
+        return relib_spec(name, restype, tuple(argtypes), trait)
     restype = getattr(entry, "restype", None)
     argtypes = getattr(entry, "argtypes", None)
     if argtypes is None:
         raise TypeError(f"cannot read a signature for {name!r} from {entry!r}")
-    return FunctionSpec(getattr(entry, "name", name), restype, tuple(argtypes),
-                        getattr(entry, "trait", None) or trait,
-                        getattr(entry, "rust_return", None))
+    return relib_spec(getattr(entry, "name", name), restype, tuple(argtypes),
+                      getattr(entry, "trait", None) or trait,
+                      getattr(entry, "rust_return", None))
 
 
-def normalize_specs(decl: Any, default_trait: str | None) -> tuple[FunctionSpec, ...]:
+def normalize_specs(decl: Any, default_trait: str | None) -> tuple[Function, ...]:
     """Read a declaration (see the module docstring) into ``FunctionSpec`` tuples.
 
     ``default_trait`` (``"Exports"``/``"Imports"``) applies to entries that do
