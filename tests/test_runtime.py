@@ -10,6 +10,7 @@ import ctypes
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -270,6 +271,33 @@ def test_modified_in_place_between_check_and_load(rt_copy: Path) -> None:
         load_validated(validated)
     assert info.value.code == "load.swapped"
     assert not mapped(rt_copy)
+
+
+def test_same_size_rewrite_with_restored_mtime_is_detected(native, tmp_path: Path) -> None:
+    """The validated file rewritten in place (same inode) with another library
+    of the same size, its mtime put back with os.utime: the ctime still
+    changed, so every such swap is refused, right after validation or later."""
+    original, other = native("rt_basic").read_bytes(), native("rt_other").read_bytes()
+    assert len(original) == len(other) and original != other
+    target = tmp_path / "librewrite.so"
+    for round_ in range(20):
+        target.write_bytes(original)
+        if round_ % 5 == 4:
+            time.sleep(0.05)  # the rewrite in a later clock tick than the copy, too
+        validated = validate(target)
+        before = os.stat(target)
+        with open(target, "r+b") as f:  # in place: the inode is kept
+            f.write(other)
+        os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+        after = os.stat(target)
+        assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+            before.st_ino, before.st_size, before.st_mtime_ns)
+        with pytest.raises(LoadError) as info:
+            load_validated(validated)
+        assert info.value.code == "load.swapped", round_
+        assert not mapped(target)
+    with load(target) as module:  # validated afresh: it is rt_other now
+        assert module.function("rt_tag")() == 2
 
 
 def test_compat_error_stops_before_mapping(native) -> None:

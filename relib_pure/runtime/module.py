@@ -335,7 +335,7 @@ class Module:
         except OSError:
             return  # renamed away after dlopen: what is mapped is still what was checked
         if (st.st_dev, st.st_ino) == (v.file.dev, v.file.inode) and \
-                (st.st_size, st.st_mtime_ns) != (v.file.size, v.file.mtime_ns):
+                procfs.file_id(st) != v.file:
             raise LoadError("the file was modified in place after validation", path=self.path,
                             code="load.swapped")
 

@@ -36,15 +36,19 @@ host_fds: set[int] = set()
 
 @dataclass(frozen=True, slots=True)
 class FileId:
-    """What identifies the bytes of a file: ``(dev, inode)`` plus size and mtime.
+    """What identifies the bytes of a file: ``(dev, inode)`` plus size, mtime and ctime.
 
     ``dev`` is the ``st_dev`` number; maps shows it as ``major:minor`` in hex.
+    The ctime is what an in-place rewrite cannot hide: ``os.utime`` restores
+    the mtime but sets the ctime to now (kernels since 6.13 also make a change
+    right after a ``stat`` get a fine-grained, hence different, ctime).
     """
 
     dev: int
     inode: int
     size: int
     mtime_ns: int
+    ctime_ns: int = 0
 
     @property
     def maps_key(self) -> bytes:
@@ -53,7 +57,7 @@ class FileId:
 
 
 def file_id(st: os.stat_result) -> FileId:
-    return FileId(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return FileId(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class Mapping(NamedTuple):

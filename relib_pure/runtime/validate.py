@@ -1,7 +1,8 @@
 """Static validation before anything is mapped, and the file identity it vouches for.
 
 ``validate`` inspects the file and runs the compatibility checks; the
-:class:`Validated` it returns records the file's (device, inode, size, mtime)
+:class:`Validated` it returns records the file's (device, inode, size, mtime,
+ctime)
 so the loader can prove that what it mapped is what was checked.
 """
 
