@@ -209,6 +209,32 @@ def test_mmap_leak_reported_with_size(rt_copy: Path) -> None:
     assert found[0].path == ""
 
 
+@pytest.mark.parametrize("how", ["64-MiB-boundary", "above-a-guard-page"])
+def test_leak_shaped_like_allocator_memory_is_still_reported(rt_copy: Path, how: str) -> None:
+    """A leak that starts on a 64 MiB boundary (where malloc arenas start) or
+    sits right above a PROT_NONE page (as a thread stack does) is reported:
+    only the real shapes (an arena's 64 MiB reservation, a stack of the thread
+    stack size) are the allocator's."""
+    module = load(rt_copy)
+    if how == "64-MiB-boundary":
+        leak = module.function("rt_leak_aligned", ctypes.c_void_p, (ctypes.c_long, ctypes.c_long))
+        size = 8 << 20
+        addr = leak(size, 64 << 20)
+        assert addr and addr % (64 << 20) == 0
+    else:
+        leak = module.function("rt_leak_above_guard", ctypes.c_void_p, (ctypes.c_long,))
+        size = 5 << 20
+        addr = leak(size)
+        assert addr
+        below = procfs.query_mapping(addr - 1)
+        assert below is not None and below.perms == "---p" and below.end == addr
+    report = module.unload()
+    assert report.unloaded and not report.clean
+    found = [m for m in report.mappings if m.start <= addr < m.end]
+    assert len(found) == 1, report.summary()
+    assert (found[0].start, found[0].size, found[0].perms) == (addr, size, "rw-p")
+
+
 def test_already_loaded_by_path_and_by_inode(rt_copy: Path, tmp_path: Path) -> None:
     link = tmp_path / "hardlink.so"
     os.link(rt_copy, link)

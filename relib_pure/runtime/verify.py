@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
+import struct
 import sys
 import threading
 import time
 from dataclasses import dataclass
 
+from relib_pure import _hostfds
 from relib_pure.runtime import hostcode, owner, procfs
 from relib_pure.runtime.procfs import FileId, Mapping
 from relib_pure.runtime.report import LeakedFd, LeakedThread
@@ -135,12 +138,77 @@ def _uncovered(m: Mapping, covered: list[tuple[int, int]]) -> list[tuple[int, in
     return parts
 
 
-def _guard_below(data: bytes, start: int) -> bool:
-    """Whether an inaccessible anonymous mapping ends exactly at ``start``."""
-    for line in procfs.lines_with(data, b"-%x " % start):
-        below = procfs.parse_line(line)
-        if below is not None and below.end == start:
-            return below.perms.startswith("---") and not below.path
+def _inaccessible_anon(data: bytes, needle: bytes, start: int | None = None,
+                       end: int | None = None) -> Mapping | None:
+    """The ``---p`` anonymous mapping of ``data`` on a line matching
+    ``needle`` that starts at ``start`` / ends at ``end``, if there is one."""
+    for line in procfs.lines_with(data, needle):
+        m = procfs.parse_line(line)
+        if m is not None and start in (None, m.start) and end in (None, m.end):
+            return m if m.perms.startswith("---") and not m.path and not m.inode else None
+    return None
+
+
+def _malloc_heap(m: Mapping, data: bytes) -> bool:
+    """Whether ``m`` is the usable part of a glibc malloc heap.
+
+    glibc reserves each secondary arena's heap as one inaccessible,
+    ``HEAP_MAX_SIZE``-aligned region and opens it up from the bottom: so the
+    heap starts on the boundary and either fills the whole region or is
+    followed by the inaccessible rest of it. A leak that merely starts on a
+    boundary has no such tail.
+    """
+    if m.start % _ARENA_ALIGN:
+        return False
+    end = m.start + _ARENA_ALIGN
+    if m.end == end:
+        return True
+    # the rest may have merged with an inaccessible neighbour above
+    rest = _inaccessible_anon(data, b"%x-" % m.end, start=m.end) if m.end < end else None
+    return rest is not None and rest.end >= end
+
+
+# glibc keeps the thread's struct pthread in the top of its stack mapping,
+# 64-byte aligned, below at most the static TLS alignment's padding
+_TCB_SPAN = 16 << 10
+_TCB_ALIGN = 64
+_WORD = struct.Struct("<Q")
+_X86_64 = platform.machine() == "x86_64"
+
+
+def _thread_stack(m: Mapping, data: bytes) -> bool:
+    """Whether ``m`` is a glibc thread stack (of an exited thread, which glibc
+    caches): right above its inaccessible guard (which may have merged with
+    an inaccessible neighbour), with the thread's control block at its top.
+
+    On x86_64 the control block starts with ``tcbhead_t``, whose first and
+    third words (``tcb`` and ``self``) hold its own address: a leak that merely
+    sits above an inaccessible page has no such block, whatever its size.
+    """
+    if _inaccessible_anon(data, b"-%x " % m.start, end=m.start) is None:
+        return False
+    if not _X86_64:
+        return True
+    span = min(m.size, _TCB_SPAN)
+    at = m.end - span
+    try:
+        # through /proc/self/mem: a mapping unmapped meanwhile is an EIO, not a SIGSEGV
+        fd = _hostfds.hold(lambda: os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC))
+    except OSError:
+        return True
+    try:
+        raw = os.pread(fd, span, at)
+    except OSError:
+        return False
+    finally:
+        _hostfds.release(fd)
+    # compared in place: unpacking thousands of words into ints would grow
+    # CPython's small-object arenas, a mapping of the host's own
+    pack = _WORD.pack
+    for off in range(0, len(raw) - 24 + 1, _TCB_ALIGN):
+        word = pack(at + off)
+        if raw.startswith(word, off) and raw.startswith(word, off + 16):
+            return True
     return False
 
 
@@ -148,9 +216,11 @@ def _allocator_owned(m: Mapping, part: tuple[int, int], data: bytes) -> bool:
     """Memory the C library or CPython keeps on purpose, not the module's leak.
 
     libffi keeps the executable pages of the host's ctypes callbacks
-    (:mod:`relib_pure.runtime.hostcode`); glibc caches the stacks of exited threads (a stack sits right above its
-    inaccessible guard) and never unmaps malloc arenas (64 MiB aligned);
-    CPython maps 1 MiB arenas for small objects.
+    (:mod:`relib_pure.runtime.hostcode`); glibc caches the stacks of exited
+    threads and never unmaps malloc arenas; CPython maps 1 MiB arenas for
+    small objects. Stacks and arenas are recognised by their whole shape
+    (:func:`_thread_stack`, :func:`_malloc_heap`), not by an alignment or a
+    neighbour a leak can share.
     """
     if m.path or m.inode:
         return False
@@ -159,9 +229,7 @@ def _allocator_owned(m: Mapping, part: tuple[int, int], data: bytes) -> bool:
     size = part[1] - part[0]
     if size == _PYMALLOC_ARENA:
         return True
-    if m.start % _ARENA_ALIGN == 0:
-        return True
-    return _guard_below(data, m.start)
+    return _malloc_heap(m, data) or _thread_stack(m, data)
 
 
 def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
