@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from relib_pure.compat import Policy, check
-from relib_pure.compat import ldcache
-from relib_pure.compat.elfhead import read_ident, read_soname
-from relib_pure.compat.resolve import inspect_cached, resolution_findings, resolve
-from relib_pure.compat.search import (LoaderConfig, Requester, expand_dst, find_library,
+from relib_pure.loader import ldcache
+from relib_pure.inspection.elfhead import read_ident, read_soname
+from relib_pure.compat.resolve import resolution_findings
+from relib_pure.loader.resolve import inspect_cached, resolve
+from relib_pure.loader.search import (LoaderConfig, Requester, expand_dst, find_library,
                                       loaded_objects, parse_ld_help)
 from relib_pure.errors import InspectionError
 from relib_pure.inspection import inspect

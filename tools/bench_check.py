@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 def default_libraries() -> list[str]:
     import build_fixtures
 
-    from relib_pure.compat import ldcache
+    from relib_pure.loader import ldcache
 
     libs = [str(build_fixtures.build("relib_0_7"))]
     cache = ldcache.load_cache()

@@ -36,7 +36,7 @@ from relib_pure.model import LibraryInfo
 
 if TYPE_CHECKING:
     from relib_pure.compat.python_ext import PythonTarget
-    from relib_pure.compat.resolve import Resolution
+    from relib_pure.loader.resolve import Resolution
 
 __all__ = [
     "check",
@@ -147,7 +147,8 @@ def check_resolvable(info: LibraryInfo, policy: Policy | None = None, *,
     architecture or format) gets one ``resolve.skipped`` info: its
     dependencies would be searched in the wrong directories.
     """
-    from relib_pure.compat.resolve import resolution_findings, resolve
+    from relib_pure.compat.resolve import resolution_findings
+    from relib_pure.loader.resolve import resolve
 
     policy = policy or Policy()
     if foreign or info.format != "elf":

@@ -14,7 +14,7 @@ import struct
 import sys
 from dataclasses import dataclass
 
-from relib_pure.compat import elfhead
+from relib_pure.inspection import elfhead
 
 __all__ = ["HostPlatform", "elf_header_platform"]
 

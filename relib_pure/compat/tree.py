@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from relib_pure.compat.resolve import locate_closure
-from relib_pure.compat.search import Located
+from relib_pure.loader.resolve import locate_closure
+from relib_pure.loader.search import Located
 from relib_pure.model import LibraryInfo
 
 __all__ = ["TreeNode", "dependency_tree", "render_tree"]

@@ -121,7 +121,7 @@ class Host:
         clean maps text, and the loaded-objects memo of the resolvability
         check: the next load reads and checks the file as a first load does.
         """
-        from relib_pure.compat import search
+        from relib_pure.loader import search
         from relib_pure.runtime.validate import clear_caches as clear_validation
 
         clear_validation()

@@ -30,7 +30,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from relib_pure.compat import elfhead, ldcache
+from relib_pure.inspection import elfhead
+from relib_pure.loader import ldcache
 
 __all__ = ["LoaderConfig", "Requester", "Located", "find_library", "expand_dst", "loaded_objects",
            "parse_ld_help", "interpreter"]
