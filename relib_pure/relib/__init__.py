@@ -263,11 +263,10 @@ class RelibModule:
         return fn
 
     def _resolve(self, name: str) -> int | None:
-        from relib_pure.runtime import dl
-
         if not self.module.loaded:
             raise ModuleUnloaded("the module was unloaded", path=self.path)
-        return dl.dlsym(self.module.handle, name)
+        address: int | None = self.module.own_address(name)
+        return address
 
     def spawned_threads_count(self) -> int:
         """Threads the module spawned that are still running (modules with unloading)."""

@@ -50,6 +50,11 @@ _NO_ALLOC_TRACKER = ("seems like this module doesn't have a registered global al
 
 
 def _resolver(module: Any) -> Callable[[str], int | None]:
+    """Symbols as the module's own table defines them (no ``dlsym``: relib's
+    symbols must be the module's, never a dependency's)."""
+    own = getattr(module, "own_address", None)
+    if own is not None:
+        return own  # type: ignore[no-any-return]
     from relib_pure.runtime import dl
 
     handle = module.handle

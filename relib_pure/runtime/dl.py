@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "RTLD_LAZY", "RTLD_NOW", "RTLD_NOLOAD", "RTLD_DEEPBIND", "RTLD_GLOBAL", "RTLD_LOCAL",
     "RTLD_NODELETE", "DlError", "dlopen", "dlclose", "dlsym", "is_loaded", "reopen_noload",
-    "dynamic_section", "link_map", "defining_object",
+    "dynamic_section", "link_map", "load_base", "defining_object",
 ]
 
 RTLD_LAZY = os.RTLD_LAZY
@@ -166,6 +166,11 @@ def dynamic_section(handle: int) -> int:
     it names the device and inode the loader actually mapped.
     """
     return int(_link_map_of(handle).contents.l_ld or 0)
+
+
+def load_base(handle: int) -> int:
+    """The object's load bias (``link_map.l_addr``): its symbols sit at base + ``st_value``."""
+    return int(_link_map_of(handle).contents.l_addr or 0)
 
 
 def link_map(handle: int) -> int:

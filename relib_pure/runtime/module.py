@@ -144,6 +144,7 @@ class Module:
         self._before: verify.Snapshot | None = None
         self._before_pages: int | None = None  # VmSize (pages) of the before state
         self._dyn_address = 0  # the mapped .dynamic: asked again after dlclose
+        self._base: int | None = None  # load bias, for own_address
         self._unload_lock = threading.Lock()
         self._timings: dict[str, float] = {}
 
@@ -201,6 +202,27 @@ class Module:
                                 f"resolves to {addr or 'another object'})", path=self.path,
                                 symbols=(name,))
         return addr
+
+    def own_address(self, name: str) -> int | None:
+        """Address of ``name`` as this library's own dynamic symbol table defines it.
+
+        Read from the inspection (base + ``st_value``), so no ``dlsym`` runs and
+        a symbol some dependency defines instead is never taken for the
+        library's: ``None`` when the library does not define it (or defines it
+        as something only ``dlsym`` can place: a thread-local or an IFUNC,
+        which fall back to :meth:`symbol`'s check).
+        """
+        if not self._loaded:
+            raise ModuleUnloaded(f"cannot resolve {name}: the module is not loaded", path=self.path)
+        sym = _export_index(self.info).get(name)
+        if sym is None:
+            return None
+        if sym.kind not in ("func", "object", "notype") or not sym.value:
+            found = self._own_symbol(name)
+            return found if isinstance(found, int) else None
+        if self._base is None:
+            self._base = dl.load_base(self.handle)
+        return self._base + int(sym.value)
 
     def _own_symbol(self, name: str) -> int | str | None:
         """``dlsym`` restricted to this object: the address, the file name of the
@@ -522,7 +544,8 @@ class Module:
         before = self._before
         assert before is not None
         t0 = time.perf_counter()
-        if self._steady_gone():
+        steady = self._steady_gone()
+        if steady:
             # VmSize is back to the before state and the library's own mapping is
             # gone: the text is the before text, which maps neither the file nor
             # anything new (tasks and descriptors are still checked below)
@@ -547,7 +570,8 @@ class Module:
                 maps = procfs.read_maps()
                 still = verify.mappings_of_file(maps, v.file, v.real_path)
                 retried = not still
-        loader_knows = dl.is_loaded(v.path)
+        # the steady path asked the loader a moment ago (after dlclose, as here)
+        loader_knows = False if steady and not still else dl.is_loaded(v.path)
         unloaded = not still and not loader_knows
         causes = () if unloaded else self._causes(loader_knows, owner_gone)
         extra: dict[str, Any] = {}
@@ -627,6 +651,25 @@ class Module:
             if tail not in before.maps and tail in now:
                 out.append(name)
         return tuple(out)
+
+
+_export_indexes: dict[int, tuple[Any, dict[str, Any]]] = {}
+_export_indexes_lock = threading.Lock()
+
+
+def _export_index(info: Any) -> dict[str, Any]:
+    """``{name: Symbol}`` of an inspection's default-version exports, built once per
+    inspection (the validation cache hands the same object to every reload)."""
+    key = id(info)
+    entry = _export_indexes.get(key)
+    if entry is not None and entry[0] is info:
+        return entry[1]
+    index = {s.name: s for s in info.exports if s.default_version}
+    with _export_indexes_lock:
+        if len(_export_indexes) >= 128:
+            _export_indexes.clear()
+        _export_indexes[key] = (info, index)
+    return index
 
 
 def _wait_owner_gone(owner: OwnerThread) -> bool:
