@@ -37,28 +37,23 @@ logger = logging.getLogger(__name__)
 
 Inspector = Callable[[str], LibraryInfo]
 
-_INSPECTED: dict[tuple[int, int, int, int], LibraryInfo] = {}
-_INSPECTED_MAX = 256
+#: symbol indexes kept (as many as the inspection cache holds)
+_INDEXES_MAX = 256
 
 
 def inspect_cached(path: str) -> LibraryInfo:
-    """:func:`relib_pure.inspect` of ``path``, cached per (dev, inode, mtime, size)."""
-    from relib_pure.inspection import inspect
+    """:func:`relib_pure.inspect` of ``path`` through the package's one inspection cache
+    (:mod:`relib_pure.inspection.cache`, keyed by the file's identity)."""
+    from relib_pure.inspection.cache import inspect_identified
 
-    st = os.stat(path)
-    key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-    info = _INSPECTED.pop(key, None)
-    if info is None:
-        info = inspect(path)
-        if len(_INSPECTED) >= _INSPECTED_MAX:
-            _INSPECTED.pop(next(iter(_INSPECTED)))  # the least recently used
-    _INSPECTED[key] = info
-    return info
+    return inspect_identified(path)[0]
 
 
 def clear_cache() -> None:
-    """Forget every inspected dependency."""
-    _INSPECTED.clear()
+    """Forget the symbol indexes built from inspected dependencies (and the inspections)."""
+    from relib_pure.inspection import cache as inspections
+
+    inspections.clear()
     _INDEXES.clear()
     _GLOBAL.clear()
     _MERGED.clear()
@@ -348,7 +343,7 @@ def _index(info: LibraryInfo) -> dict[str, list[Symbol]]:
     out: dict[str, list[Symbol]] = {}
     for s in info.exports:
         out.setdefault(s.name, []).append(s)
-    if len(_INDEXES) >= _INSPECTED_MAX:
+    if len(_INDEXES) >= _INDEXES_MAX:
         _INDEXES.pop(next(iter(_INDEXES)))
     # holding ``info`` keeps its id from being reused by another object
     _INDEXES[id(info)] = (info, out)

@@ -41,11 +41,6 @@ _VOID = CFUNCTYPE(None)
 _COUNT = CFUNCTYPE(c_uint64)
 _EXIT = CFUNCTYPE(None, RawSlice)
 
-# Import tables of modules that were never unloaded: their callbacks must
-# outlive this object because the library stays mapped.
-_leaked_tables: list[ImportTable] = []
-_leaked_lock = threading.Lock()
-
 _NO_ALLOC_TRACKER = ("seems like this module doesn't have a registered global alloc tracker")
 
 
@@ -149,9 +144,9 @@ class RelibDriver:
             self._init(slots)
         # upstream writes public import slots after init (init never calls them)
         write_slots(writes)
-        if not self.unloading:
-            # the library is never closed: its callbacks must live forever
-            self._leak_table()
+        # a library that is never closed keeps its callbacks for good: the runtime's
+        # Host holds its Module (live, or leaked once given up), the Module this driver,
+        # this driver its import table; there is no second registry for them
 
     def _init(self, slots: dict[str, int]) -> None:
         """Point the internal import ``slots`` (by suffix, resolved by
@@ -235,18 +230,12 @@ class RelibDriver:
         _EXIT(self._internal["exit"])(arg)
 
     def after_close(self, module: Any, unloaded: bool) -> None:
-        """Forget per-module callbacks once the library is gone; keep them if it is not."""
-        if not unloaded:
-            self._leak_table()
+        """Nothing to keep by hand: a library left mapped is a leaked Module of the
+        runtime's Host, which keeps this driver and its callbacks alive for good."""
 
     def module_still_usable(self) -> bool:
         """True until the unload sequence went past the thread check."""
         return not self._unload_started
-
-    def _leak_table(self) -> None:
-        if self.import_table is not None:
-            with _leaked_lock:
-                _leaked_tables.append(self.import_table)
 
     def report_extra(self, module: Any) -> dict[str, Any]:
         """relib facts for the unload report."""

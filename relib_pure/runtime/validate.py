@@ -33,7 +33,6 @@ _O_PATH = getattr(os, "O_PATH", 0)
 # Inspection is CPU-bound under the GIL anyway; one lock lets the 299 losers of
 # a 300-thread race read the winner's result instead of parsing the file again.
 _cache_lock = threading.Lock()
-_cache: OrderedDict[tuple[Any, ...], LibraryInfo] = OrderedDict()
 _check_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _debug_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _DEFAULT_POLICY: Any = None
@@ -69,8 +68,12 @@ def _stat(path: str) -> os.stat_result:
 
 def clear_caches() -> None:
     """Forget every cached inspection and check report (the next validation reads the file)."""
+    from relib_pure.inspection import cache as inspections
+    from relib_pure.loader import resolve
+
+    inspections.clear()
+    resolve.clear_cache()
     with _cache_lock:
-        _cache.clear()
         _check_cache.clear()
         _debug_cache.clear()
 
@@ -125,17 +128,9 @@ def library_info(path: str, st: os.stat_result) -> LibraryInfo:
 
 def _library_info(path: str, st: os.stat_result) -> tuple[LibraryInfo, bool]:
     """The inspection of ``path`` and whether it was read just now (not cached)."""
-    from relib_pure.inspection import inspect
+    from relib_pure.inspection.cache import inspect_identified
 
-    key = _key(path, st)
-    with _cache_lock:
-        info = _cache.get(key)
-        if info is not None:
-            _cache.move_to_end(key)
-            return info, False
-        info = inspect(path)
-        _store(_cache, key, info)
-        return info, True
+    return inspect_identified(path, st)
 
 
 def debug_info(validated: Validated) -> Any:
