@@ -16,6 +16,9 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["lock", "fds", "files", "hold", "release", "hold_file", "release_file"]
 
@@ -27,6 +30,9 @@ lock = threading.RLock()
 fds: set[int] = set()
 #: (st_dev, st_ino) of files the host maps for a moment (inspection), counted
 files: Counter[tuple[int, int]] = Counter()
+# descriptors Python's mmap objects hold (it dups the one it maps), by mapping
+_mapping_fds: dict[int, set[int]] = {}
+_FD_DIR = "/proc/self/fd"
 
 
 def hold(open_fd: Callable[[], int]) -> int:
@@ -44,20 +50,43 @@ def release(fd: int) -> None:
         os.close(fd)
 
 
-def hold_file(key: tuple[int, int], map_file: Callable[[], object]) -> object:
-    """Run ``map_file`` (which maps the file ``key``) with the mapping registered."""
+def hold_file(key: tuple[int, int], map_file: Callable[[], T]) -> T:
+    """Run ``map_file`` (which maps the file ``key``) with the mapping registered.
+
+    ``mmap.mmap`` keeps a duplicate of the descriptor it maps (Python before
+    3.13 cannot be told not to): the descriptors on that file which appeared
+    meanwhile are registered with it.
+    """
     with lock:
+        before = _open_on(key)
         result = map_file()
+        dups = _open_on(key) - before - fds
+        fds.update(dups)
+        _mapping_fds[id(result)] = dups
         files[key] += 1
         return result
 
 
-def release_file(key: tuple[int, int], unmap: Callable[[], object]) -> None:
-    """Run ``unmap`` and forget one mapping of ``key``, atomically."""
+def _open_on(key: tuple[int, int]) -> set[int]:
+    """The descriptors open on the file ``key`` (call with :data:`lock` held)."""
+    found = set()
+    for name in os.listdir(_FD_DIR):
+        try:
+            st = os.fstat(int(name))
+        except OSError:  # listdir's own descriptor, closed by now
+            continue
+        if (st.st_dev, st.st_ino) == key:
+            found.add(int(name))
+    return found
+
+
+def release_file(key: tuple[int, int], mapping: object, unmap: Callable[[], object]) -> None:
+    """Run ``unmap`` (which closes ``mapping``) and forget it, atomically."""
     with lock:
         try:
             unmap()
         finally:
+            fds.difference_update(_mapping_fds.pop(id(mapping), ()))
             files[key] -= 1
             if files[key] <= 0:
                 del files[key]

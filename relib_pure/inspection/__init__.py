@@ -251,7 +251,7 @@ class PendingInspection:
         if self._mapping is not None:
             mapping, self._mapping = self._mapping, None
             assert self._key is not None
-            _hostfds.release_file(self._key, mapping.close)
+            _hostfds.release_file(self._key, mapping, mapping.close)
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             _hostfds.release(fd)

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
+from relib_pure import _hostfds
 from relib_pure.runtime import procfs
 
 __all__ = ["ProcessFigures", "Growth", "RESOURCES", "DEFAULT_TOLERANCE", "sample", "growth",
@@ -102,7 +103,8 @@ class Growth:
 def sample() -> ProcessFigures:
     """Read the current figures of this process from ``/proc/self``."""
     rss = vmsize = threads = 0
-    with open("/proc/self/status", "rb") as f:
+    # under the host lock: these descriptors must not show in another thread's snapshot
+    with _hostfds.lock, open("/proc/self/status", "rb") as f:
         for line in f:
             if line.startswith(b"VmRSS:"):
                 rss = int(line.split()[1])
@@ -111,7 +113,8 @@ def sample() -> ProcessFigures:
             elif line.startswith(b"Threads:"):
                 threads = int(line.split()[1])
     # listdir's own descriptor is open while it lists, in every sample alike
-    fds = len(os.listdir("/proc/self/fd"))
+    with _hostfds.lock:
+        fds = len(os.listdir("/proc/self/fd"))
     return ProcessFigures(rss, vmsize, fds, threads, procfs.read_maps().count(b"\n"))
 
 

@@ -49,6 +49,10 @@ class Host:
         #: modules that could not be unloaded: what they reference (callbacks,
         #: drivers) stays alive as long as the process, because their code is mapped
         self.leaked: list[Module] = []
+        #: modules between their snapshot and their registration: mapped (or
+        #: about to be) but not live yet; another module's report must not
+        #: count their files
+        self.loading: dict[int, Module] = {}
         #: (file key, maps text, VmSize pages) of the last before-state found
         #: naming neither the file's inode nor its path (written under load_lock)
         self.last_clean: tuple[tuple[int, int, str, str], bytes, int] | None = None
@@ -70,8 +74,19 @@ class Host:
         with self.registry_lock:
             return tuple(self.leaked)
 
-    def register(self, module: Module) -> None:
+    def begin_loading(self, module: Module) -> None:
         with self.registry_lock:
+            self.loading[id(module)] = module
+
+    def end_loading(self, module: Module) -> None:
+        """A load that failed: ``module`` is neither loading nor live."""
+        with self.registry_lock:
+            self.loading.pop(id(module), None)
+
+    def register(self, module: Module) -> None:
+        # one step from loading to live: no other report sees the file in neither
+        with self.registry_lock:
+            self.loading.pop(id(module), None)
             self.live[id(module)] = module
 
     def unregister(self, module: Module) -> None:
@@ -98,9 +113,11 @@ class Host:
                                         "host", path=validated.path)
 
     def other_files(self, module: Module) -> frozenset[tuple[int, int]]:
-        """``(dev, inode)`` of every other library this host holds (not ``module``'s doing)."""
+        """``(dev, inode)`` of every other library this host holds or is loading
+        (not ``module``'s doing)."""
         with self.registry_lock:
-            others = [m for m in self.live.values() if m is not module] + self.leaked
+            others = [m for m in (*self.live.values(), *self.loading.values())
+                      if m is not module] + self.leaked
         return frozenset((m.validated.file.dev, m.validated.file.inode) for m in others)
 
     # -- drivers ----------------------------------------------------------------

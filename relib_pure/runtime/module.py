@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from relib_pure import _hostfds
 from relib_pure.errors import (AlreadyLoaded, CallError, LoadError, ModuleUnloaded, RelibError,
                                StillMapped, SymbolMissing, ThreadsStillRunning, UnloadError)
 from relib_pure.runtime import dl, procfs, resident, verify
@@ -369,6 +370,7 @@ class Module:
         t0 = time.perf_counter()
         # before the snapshot: the host's own residents are never the module's mappings
         resident.ensure_for(self.info.needed)
+        self.host.begin_loading(self)
         self._snapshot()
         t1 = time.perf_counter()
         if self.owner == "thread":
@@ -381,6 +383,7 @@ class Module:
             self.run_on_owner(self._open)
         except BaseException:
             self._loaded = False
+            self.host.end_loading(self)
             handle, self._handle = self._handle, None
             self._retire_owner()
             if handle is not None:
@@ -544,6 +547,10 @@ class Module:
         before = self._before
         assert before is not None
         t0 = time.perf_counter()
+        # other modules' files, read before and after the maps: one loaded or
+        # unloaded meanwhile is in either
+        others = self.host.other_files(self)
+        hosted: frozenset[tuple[int, int]] = frozenset()
         steady = self._steady_gone()
         if steady:
             # VmSize is back to the before state and the library's own mapping is
@@ -551,7 +558,7 @@ class Module:
             # anything new (tasks and descriptors are still checked below)
             maps = before.maps
         else:
-            maps = procfs.read_maps()
+            maps, hosted = _maps_and_hosted_files()
         # the snapshot names neither the inode nor the path (or the load was
         # refused): an unchanged text maps neither
         still = () if maps == before.maps else verify.mappings_of_file(maps, v.file, v.real_path)
@@ -567,7 +574,7 @@ class Module:
                     dl.dlclose(again)
                 except dl.DlError as e:
                     logger.warning("%s: retry dlclose: %s", self.path, e)
-                maps = procfs.read_maps()
+                maps, hosted = _maps_and_hosted_files()
                 still = verify.mappings_of_file(maps, v.file, v.real_path)
                 retried = not still
         # the steady path asked the loader a moment ago (after dlclose, as here)
@@ -582,9 +589,9 @@ class Module:
             logger.warning("%s: driver %s after unload: %s", self.path, self.driver.name, e)
             extra = {"driver_error": str(e)}
         threads = verify.new_threads(before, settle=THREAD_SETTLE)
-        fds = verify.leaked_fds(before)
-        mappings = verify.leaked_mappings(before, maps, v.file, v.real_path,
-                                          self.host.other_files(self))
+        others |= self.host.other_files(self) | hosted
+        fds = verify.leaked_fds(before, others)
+        mappings = verify.leaked_mappings(before, maps, v.file, v.real_path, others)
         timings = dict(self._timings)
         timings["verify"] = (time.perf_counter() - t0) * 1e6
         return UnloadReport(
@@ -670,6 +677,13 @@ def _export_index(info: Any) -> dict[str, Any]:
             _export_indexes.clear()
         _export_indexes[key] = (info, index)
     return index
+
+
+def _maps_and_hosted_files() -> tuple[bytes, frozenset[tuple[int, int]]]:
+    """The maps text and, as of the same moment, the files the host itself maps
+    (inspection: never a module's leak)."""
+    with _hostfds.lock:
+        return procfs.read_maps(), frozenset(_hostfds.files)
 
 
 def _wait_owner_gone(owner: OwnerThread) -> bool:

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from relib_pure import _hostfds
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -29,9 +31,10 @@ _MAPS = "/proc/self/maps"
 _TASK = "/proc/self/task"
 _FD = "/proc/self/fd"
 _FD_SLASH = _FD + "/"
-#: descriptors this module holds open for a moment (thread pidfds); another
-#: thread's descriptor snapshot taken meanwhile must not count them
-host_fds: set[int] = set()
+#: descriptors the host holds open (the kept maps/statm descriptors, thread
+#: pidfds, files being inspected): no descriptor snapshot counts them; opened,
+#: closed and listed under ``_hostfds.lock`` (see :mod:`relib_pure._hostfds`)
+host_fds: set[int] = _hostfds.fds
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,14 +127,19 @@ def _maps_descriptor() -> int:
     global _maps_fd, _maps_pid
     if _maps_pid != os.getpid():
         # after a fork the inherited descriptor still describes the parent's memory
-        if _maps_fd >= 0:
-            try:
-                os.close(_maps_fd)
-            except OSError:
-                pass
-        _maps_fd = os.open(_MAPS, os.O_RDONLY | os.O_CLOEXEC)
+        _maps_fd = _reopen(_maps_fd, _MAPS)
         _maps_pid = os.getpid()
     return _maps_fd
+
+
+def _reopen(fd: int, path: str) -> int:
+    """Close the host descriptor ``fd`` (if any) and open ``path`` as a new one."""
+    if fd >= 0:
+        try:
+            _hostfds.release(fd)
+        except OSError:
+            pass
+    return _hostfds.hold(lambda: os.open(path, os.O_RDONLY | os.O_CLOEXEC))
 
 
 _statm_fd = -1
@@ -148,12 +156,7 @@ def vm_pages() -> int:
     global _statm_fd, _statm_pid
     with _maps_lock:
         if _statm_pid != os.getpid():
-            if _statm_fd >= 0:
-                try:
-                    os.close(_statm_fd)
-                except OSError:
-                    pass
-            _statm_fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+            _statm_fd = _reopen(_statm_fd, "/proc/self/statm")
             _statm_pid = os.getpid()
         data = os.pread(_statm_fd, 128, 0)
     return int(data.split(None, 1)[0])
@@ -307,12 +310,13 @@ def mapping_at(maps: list[Mapping], address: int) -> Mapping | None:
 
 def task_ids() -> set[int]:
     """Kernel thread ids (``native_id``) of every thread of this process."""
-    return {int(name) for name in os.listdir(_TASK)}
+    with _hostfds.lock:  # listdir's own descriptor must not show in another snapshot
+        return {int(name) for name in os.listdir(_TASK)}
 
 
 def thread_name(tid: int) -> str:
     try:
-        with open(f"{_TASK}/{tid}/comm", "rb") as f:
+        with _hostfds.lock, open(f"{_TASK}/{tid}/comm", "rb") as f:
             return f.read().decode("utf-8", "replace").strip()
     except OSError:
         return ""
@@ -326,15 +330,17 @@ def fd_identities() -> dict[int, tuple[int, int]]:
     """
     out: dict[int, tuple[int, int]] = {}
     skip = host_fds
-    for name in os.listdir(_FD):
-        fd = int(name)
-        if fd in skip:
-            continue
-        try:
-            st = os.fstat(fd)
-        except OSError:  # listdir's own descriptor, closed by now
-            continue
-        out[fd] = (st.st_dev, st.st_ino)
+    # under the lock: no host descriptor opens or closes unregistered meanwhile
+    with _hostfds.lock:
+        for name in os.listdir(_FD):
+            fd = int(name)
+            if fd in skip:
+                continue
+            try:
+                st = os.fstat(fd)
+            except OSError:  # listdir's own descriptor, closed by now
+                continue
+            out[fd] = (st.st_dev, st.st_ino)
     return out
 
 
@@ -370,7 +376,7 @@ def _wait_exit_event(tid: int, timeout: float) -> bool | None:
     if _pidfd_threads is False:
         return None
     try:
-        fd = os.pidfd_open(tid, _PIDFD_THREAD)
+        fd = _hostfds.hold(lambda: os.pidfd_open(tid, _PIDFD_THREAD))
     except ProcessLookupError:
         return True
     except OSError as e:
@@ -380,14 +386,12 @@ def _wait_exit_event(tid: int, timeout: float) -> bool | None:
             return None
         raise
     _pidfd_threads = True
-    host_fds.add(fd)
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         return bool(poller.poll(max(0, int(timeout * 1000))))
     finally:
-        host_fds.discard(fd)
-        os.close(fd)
+        _hostfds.release(fd)
 
 
 def wait_task_gone(tid: int, timeout: float) -> bool:

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from relib_pure import _hostfds
 from relib_pure.errors import InspectionError, LoadError
 from relib_pure.runtime import procfs
 from relib_pure.runtime.procfs import FileId, file_id
@@ -89,18 +90,16 @@ def _resolve(abs_path: str) -> tuple[str, os.stat_result]:
         real_path = os.path.realpath(abs_path)
         return real_path, _stat(real_path)
     try:
-        fd = os.open(abs_path, _O_PATH | os.O_CLOEXEC)
+        # registered as the host's own: another thread's descriptor snapshot must not count it
+        fd = _hostfds.hold(lambda: os.open(abs_path, _O_PATH | os.O_CLOEXEC))
     except OSError as e:
         raise _stat_error(abs_path, e) from (None if isinstance(
             e, (FileNotFoundError, PermissionError)) else e)
-    # another thread's descriptor snapshot must not count this one
-    procfs.host_fds.add(fd)
     try:
         st = os.fstat(fd)
         real_path = os.readlink(f"/proc/self/fd/{fd}")
     finally:
-        procfs.host_fds.discard(fd)
-        os.close(fd)
+        _hostfds.release(fd)
     if not stat_mod.S_ISREG(st.st_mode):
         raise InspectionError("not a regular file", path=real_path, code="inspect.not-a-file")
     if real_path.endswith(" (deleted)"):  # removed a moment ago

@@ -8,6 +8,7 @@ of mappings.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import platform
 import struct
@@ -90,16 +91,19 @@ def new_threads(before: Snapshot, *, settle: float = 0.0) -> tuple[LeakedThread,
     return tuple(LeakedThread(tid, procfs.thread_name(tid)) for tid in sorted(extra))
 
 
-def leaked_fds(before: Snapshot) -> tuple[LeakedFd, ...]:
+def leaked_fds(before: Snapshot,
+               others: frozenset[tuple[int, int]] = frozenset()) -> tuple[LeakedFd, ...]:
     """Descriptors open now that were not open (or pointed elsewhere) at ``before``.
 
     Compared by what they refer to (device and inode: a pipe, socket or file
     closed and replaced under the same number differs); only the descriptors
-    that differ have their target read for the report.
+    that differ have their target read for the report. One open on a file of
+    ``others`` (another module's library, which ``dlopen`` opens for a moment)
+    is not this module's doing.
     """
     out = []
     for fd, ident in sorted(procfs.fd_identities().items()):
-        if before.fds.get(fd) != ident:
+        if before.fds.get(fd) != ident and ident not in others:
             target = procfs.fd_target(fd)
             if target is not None:
                 out.append(LeakedFd(fd, target))
@@ -191,17 +195,9 @@ def _thread_stack(m: Mapping, data: bytes) -> bool:
         return True
     span = min(m.size, _TCB_SPAN)
     at = m.end - span
-    try:
-        # through /proc/self/mem: a mapping unmapped meanwhile is an EIO, not a SIGSEGV
-        fd = _hostfds.hold(lambda: os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC))
-    except OSError:
-        return True
-    try:
-        raw = os.pread(fd, span, at)
-    except OSError:
+    raw = _read_memory(at, span)
+    if raw is None:
         return False
-    finally:
-        _hostfds.release(fd)
     # compared in place: unpacking thousands of words into ints would grow
     # CPython's small-object arenas, a mapping of the host's own
     pack = _WORD.pack
@@ -210,6 +206,93 @@ def _thread_stack(m: Mapping, data: bytes) -> bool:
         if raw.startswith(word, off) and raw.startswith(word, off + 16):
             return True
     return False
+
+
+def _read_memory(at: int, size: int) -> bytes | None:
+    """``size`` bytes of this process at address ``at``, or ``None``.
+
+    Through ``/proc/self/mem``: memory unmapped meanwhile by another thread is
+    an error to report, not a SIGSEGV.
+    """
+    try:
+        fd = _hostfds.hold(lambda: os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC))
+    except OSError:
+        return None
+    try:
+        return os.pread(fd, size, at)
+    except OSError:
+        return None
+    finally:
+        _hostfds.release(fd)
+
+
+_CHUNK_HEADER = struct.Struct("@PP")  # _PyStackChunk: previous, size
+
+
+def _python_frame_chunks(line_start: int, end: int, start: int) -> bool:
+    """Whether ``[start, end)`` holds nothing but CPython frame-stack chunks.
+
+    Every thread's frames live in chunks CPython maps itself (16 KiB or more,
+    one more while a call stack is deep, unmapped as it unwinds); each starts
+    with a pointer to the previous one and its own size. Adjacent chunks show
+    as one line, so they are walked by their sizes: from ``start``, or (the
+    part's first chunk began below it, inside the line from ``line_start``)
+    from a page below it.
+    """
+    if sys.version_info < (3, 11):
+        return False
+    page = mmap.PAGESIZE
+    lowest = max(line_start, start - 4 * _PY_DATASTACK)
+    return any(_chunks_from(at, end, start) for at in range(start, lowest - 1, -page))
+
+
+def _chunks_from(at: int, end: int, start: int) -> bool:
+    """Whether chunks laid end to end from ``at`` cover ``[start, end)`` exactly to ``end``."""
+    first = True
+    while at < end:
+        raw = _read_memory(at, _CHUNK_HEADER.size)
+        if raw is None or len(raw) < _CHUNK_HEADER.size:
+            return False
+        _previous, size = _CHUNK_HEADER.unpack(raw)
+        if size < _PY_DATASTACK or size % _PY_DATASTACK or at + size > end or \
+                (first and at + size <= start):
+            return False
+        first = False
+        at += size
+    return True
+
+
+# obmalloc's pool header (3.11: 16 KiB pools): ref, freeblock, nextpool,
+# prevpool, arenaindex, szidx, nextoffset, maxnextoffset
+_POOL = 16 << 10
+_POOL_HEADER = struct.Struct("@PPPPIIII")
+_MAX_PYMALLOC_SPAN = 8 << 20
+
+
+def _pymalloc_pools(start: int, end: int) -> bool:
+    """Whether ``[start, end)`` is part of CPython's small-object arenas: every
+    16 KiB pool in it is unused (zeros) or starts with a pool header, and one
+    at least is in use. Adjacent 1 MiB arenas show as one line, so a part of
+    it need not be a whole arena."""
+    first = -(-start // _POOL) * _POOL
+    if sys.version_info < (3, 10) or end - first < _POOL or end - start > _MAX_PYMALLOC_SPAN:
+        return False
+    raw = _read_memory(first, end - first)
+    if raw is None or len(raw) < end - first:
+        return False
+    used = False
+    zero = bytes(_POOL_HEADER.size)
+    for off in range(0, len(raw) - _POOL_HEADER.size + 1, _POOL):
+        if raw.startswith(zero, off):
+            continue
+        _ref, free, _next, _prev, _arena, szidx, nextoffset, maxnext = \
+            _POOL_HEADER.unpack_from(raw, off)
+        pool = first + off
+        if not (free == 0 or pool < free < pool + _POOL) or szidx >= 64 or \
+                not nextoffset <= maxnext <= _POOL:
+            return False
+        used = True
+    return used
 
 
 def _allocator_owned(m: Mapping, part: tuple[int, int], data: bytes) -> bool:
@@ -228,6 +311,9 @@ def _allocator_owned(m: Mapping, part: tuple[int, int], data: bytes) -> bool:
         return True  # a libffi closure page of the host's own callbacks
     size = part[1] - part[0]
     if size == _PYMALLOC_ARENA:
+        return True
+    if m.perms == "rw-p" and (_python_frame_chunks(m.start, part[1], part[0])
+                              or _pymalloc_pools(*part)):
         return True
     return _malloc_heap(m, data) or _thread_stack(m, data)
 
@@ -256,7 +342,7 @@ def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
     # threads) each hold one frame-stack chunk: not this module's doing
     datastacks = len(_python_thread_ids() - before.tasks)
     datastacks = datastacks if sys.version_info >= (3, 11) else 0
-    out: list[Mapping] = []
+    out: list[tuple[Mapping, Mapping]] = []  # (its line, the new part)
     for m in procfs.parse_maps(fresh):
         if m.perms.startswith("---") or m.path.startswith("["):
             continue
@@ -273,6 +359,39 @@ def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
                 datastacks -= chunks
                 continue
             if not _allocator_owned(m, (s, e), after):
-                out.append(Mapping(s, e, m.perms, m.offset + (s - m.start), m.dev, m.inode,
-                                   m.path))
-    return tuple(out)
+                out.append((m, Mapping(s, e, m.perms, m.offset + (s - m.start), m.dev,
+                                       m.inode, m.path)))
+    for _ in range(LEAK_CHECKS):
+        if not out:
+            break
+        out = _settled(out)
+    return tuple(part for _, part in out)
+
+
+#: how long a suspected leak is given to turn out as another thread's passing
+#: memory (mapped a moment ago, its header not written yet, or about to go),
+#: and how many times: threads that map and unmap frame chunks at one address
+#: in a loop can show a fresh one at any single moment, never at each of these
+LEAK_SETTLE = 0.01
+LEAK_CHECKS = 3
+
+
+def _settled(found: list[tuple[Mapping, Mapping]]) -> list[tuple[Mapping, Mapping]]:
+    """The suspected leaks still there, and still unexplained, a moment later.
+
+    A leak stays; memory another thread maps for a moment (a deep call's frame
+    chunk) is gone or recognisable by then.
+    """
+    time.sleep(LEAK_SETTLE)
+    data = procfs.read_maps()
+    kept = []
+    for line, part in found:
+        now = procfs.query_mapping(part.start)
+        if now is None or now.perms != part.perms or (now.dev, now.inode) != (part.dev,
+                                                                                part.inode):
+            continue
+        if not now.path and not now.inode and _allocator_owned(now, (part.start, part.end),
+                                                               data):
+            continue
+        kept.append((line, part))
+    return kept
