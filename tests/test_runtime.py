@@ -499,6 +499,29 @@ def test_forked_child_cannot_use_owner_thread_modules(rt_copy: Path) -> None:
     assert module.unload().clean
 
 
+def test_forked_child_unloads_its_caller_owned_module(rt_copy: Path) -> None:
+    """owner='caller', then fork: the child's main thread has a new thread id,
+    which the module did not start; the child's unload is clean."""
+    module = load(rt_copy, owner="caller")
+    assert module.function("rt_tag")() == 1
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            report = module.unload()
+            code = 0 if report.clean and not mapped(rt_copy) else 5
+            if code:
+                os.write(2, report.summary().encode())
+        except BaseException as e:  # noqa: BLE001 - the child reports by exit status
+            os.write(2, f"child: {type(e).__name__}: {e}\n".encode())
+            code = 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert module.function("rt_tag")() == 1  # the parent's copy is untouched
+    assert module.unload().clean
+
+
 def test_bind_declared_interface(native) -> None:
     from relib_pure.interface import Interface
 

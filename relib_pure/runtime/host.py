@@ -162,6 +162,8 @@ class Host:
                 m._forget_owner_after_fork()
                 del self.live[key]
                 self.leaked.append(m)
+            else:
+                m._rebase_after_fork()
 
 
 _default: Host | None = None

@@ -30,6 +30,7 @@ each). The rest was made small:
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import os
 import threading
@@ -525,6 +526,13 @@ class Module:
     def _refusal_report(self, threads: tuple[LeakedThread, ...]) -> UnloadReport:
         return UnloadReport(self.path, self.driver.name, self.owner, unloaded=False,
                             loader_knows=True, threads=threads)
+
+    def _rebase_after_fork(self) -> None:
+        """In a forked child, owner='caller': the forking thread (the only one
+        here) has a new thread id, which the module did not start."""
+        if self._before is not None:
+            self._before = dataclasses.replace(
+                self._before, tasks=self._before.tasks | procfs.task_ids())
 
     def _forget_owner_after_fork(self) -> None:
         """In a forked child: the owner thread did not come along; nothing can run here."""
