@@ -75,6 +75,44 @@ def test_bounded_run_has_no_crash_or_hang(corpus_names: list[str]) -> None:
     assert "inspect.truncated" in codes and "inspect.malformed" in codes
 
 
+def test_sparse_mutants_stay_within_time_and_memory(corpus_names: list[str]) -> None:
+    """Every mutant extended to a 64 GiB sparse file, field overwrites aimed at
+    that size: 0 untyped errors, 0 runs over 10 s or over 1 GiB of memory."""
+    r = run_fuzzer("--count", "300", "--seed", str(SEED), "--time-limit", "10",
+                   "--sparse-size", "64G", "--fixtures", ",".join(corpus_names), timeout=170)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "files extended to 68719476736 bytes" in r.stdout
+    got = outcomes(r.stdout)
+    assert got["crash"] == 0 and got["hang"] == 0, r.stdout
+    assert sum(got.values()) == 300
+    assert got["typed"] >= 50 and got["ok"] >= 50, r.stdout
+
+
+MEMORY_HOG = """
+import mmap
+
+def target(path):
+    # touches 1.25 GiB of the (sparse) file: its pages count in the peak RSS
+    with open(path, "rb") as f:
+        view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    total = 0
+    for offset in range(0, min(len(view), 1280 << 20), 4096):
+        total += view[offset]
+    return None
+"""
+
+
+def test_fuzzer_reports_a_run_over_the_memory_bound(tmp_path: Path) -> None:
+    """The 1 GiB bound is enforced on the peak RSS, file-backed pages included."""
+    (tmp_path / "memory_hog.py").write_text(textwrap.dedent(MEMORY_HOG))
+    r = run_fuzzer("--count", "1", "--seed", "3", "--no-check", "--sparse-size", "2G",
+                   "--target", "memory_hog:target", "--fixtures", "c_plain",
+                   env_path=tmp_path, timeout=170)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert outcomes(r.stdout)["crash"] == 1
+    assert re.search(r"peak RSS \d+ MiB \(bound 1024 MiB\)", r.stdout), r.stdout
+
+
 def test_mutants_are_deterministic_and_varied(corpus_names: list[str]) -> None:
     corpus, missing = fuzz_inspect.build_corpus(corpus_names)
     assert not missing

@@ -17,10 +17,17 @@ Outcomes:
   the worker dying (signal, abort);
 - ``hang``: no answer within ``--time-limit`` seconds (the worker is killed).
 
+A worker may use at most 1 GiB: its data size is limited (a ``MemoryError``
+is a crash) and its peak RSS (``VmHWM``, reset per mutant) is checked after
+each one (a crash too). ``--sparse-size`` extends every mutant file to that
+size with ``truncate`` (a hole: no disk is used) and lets field overwrites
+aim at it, so headers declare tables as big as a 64 GB file.
+
 Usage::
 
     python3 tools/fuzz_inspect.py --count 20000 --findings-dir /tmp/findings   # the long run
     python3 tools/fuzz_inspect.py --count 300 --seed 7     # a bounded run, as the tests do
+    python3 tools/fuzz_inspect.py --count 2000 --sparse-size 64G   # crafted huge sparse files
     python3 tools/fuzz_inspect.py --seed 7 --replay 123 --fixtures c_plain,pe_dll \\
         --save /tmp/mutant.bin                             # reproduce one mutant
 
@@ -68,8 +75,9 @@ INTERESTING = (0, 1, 2, 3, 4, 7, 8, 0x10, 0x20, 0x40, 0x7F, 0x80, 0xFF, 0x100, 0
                2**63 - 1, 2**63, 2**64 - 1)
 #: Mutation kinds with their weights.
 KINDS = (("bitflip", 25), ("byteset", 15), ("truncate", 15), ("splice", 10), ("field", 35))
-# A worker that uses more than this is a finding (MemoryError), not a dead machine.
-WORKER_MEMORY_LIMIT = 3 << 30
+# A worker that uses more than this is a finding (MemoryError, or a peak RSS
+# above it), not a dead machine: the bound of issue 11.
+WORKER_MEMORY_LIMIT = 1 << 30
 DEFAULT_TARGET = "relib_pure.inspection:inspect"
 _STARTUP_LIMIT = 120.0
 #: Field name prefixes that lead to the relib compilation-info decoding.
@@ -185,7 +193,8 @@ def _splice(rng: random.Random, s: Sample, corpus: list[Sample]) -> tuple[bytes,
     return s.data[:cut] + other.data[cut2:], f"splice 0x{cut:x} + {other.name}[0x{cut2:x}:]"
 
 
-def _field(rng: random.Random, s: Sample, corpus: list[Sample]) -> tuple[bytes, str]:
+def _field(rng: random.Random, s: Sample, corpus: list[Sample],
+           size: int = 0) -> tuple[bytes, str]:
     if not s.fields:
         return _bitflip(rng, s, corpus)
     data = bytearray(s.data)
@@ -199,7 +208,9 @@ def _field(rng: random.Random, s: Sample, corpus: list[Sample]) -> tuple[bytes, 
         if r < 0.5:
             value = rng.choice(INTERESTING)
         elif r < 0.65:
-            value = len(s.data) + rng.randrange(-16, 17)
+            value = max(size, len(s.data)) + rng.randrange(-16, 17)
+        elif r < 0.7 and size > len(s.data):
+            value = rng.randrange(len(s.data), size)  # somewhere in the hole
         elif r < 0.85:
             value = old + rng.randrange(-16, 17)
         elif r < 0.92:
@@ -218,13 +229,18 @@ _MUTATORS: dict[str, Callable[[random.Random, Sample, list[Sample]], tuple[bytes
 }
 
 
-def make_mutant(corpus: list[Sample], seed: int, index: int) -> Mutant:
-    """Mutant ``index`` of ``seed``: deterministic for the same corpus."""
-    rng = random.Random(f"relib-pure-fuzz/{seed}/{index}")
+def make_mutant(corpus: list[Sample], seed: int, index: int, sparse_size: int = 0) -> Mutant:
+    """Mutant ``index`` of ``seed``: deterministic for the same corpus (and
+    ``sparse_size``, the size the file is extended to; 0: not extended)."""
+    rng = random.Random(f"relib-pure-fuzz/{seed}/{index}" + (f"/{sparse_size}" if sparse_size
+                                                               else ""))
     sample = corpus[rng.randrange(len(corpus))]
     kind = rng.choices([k for k, _ in KINDS], weights=[w for _, w in KINDS])[0]
     for _ in range(8):
-        data, description = _MUTATORS[kind](rng, sample, corpus)
+        if kind == "field":
+            data, description = _field(rng, sample, corpus, sparse_size)
+        else:
+            data, description = _MUTATORS[kind](rng, sample, corpus)
         if data != sample.data:  # e.g. a field set to its own value: draw again
             break
     return Mutant(index=index, base=sample.name, kind=kind, description=description, data=data,
@@ -304,7 +320,9 @@ def build_corpus(names: list[str] | None) -> tuple[list[Sample], dict[str, str]]
 def worker_main(args: argparse.Namespace) -> int:
     """Serve mutant indexes from stdin, one JSON result line each on the protocol pipe."""
     try:
-        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_LIMIT, WORKER_MEMORY_LIMIT))
+        # the data size, not the address space: mapping a 64 GB file read-only
+        # costs address space only, and a reader may do that
+        resource.setrlimit(resource.RLIMIT_DATA, (WORKER_MEMORY_LIMIT, WORKER_MEMORY_LIMIT))
     except (ValueError, OSError):
         pass
     # The protocol keeps the original stdout; anything the target prints, from
@@ -323,14 +341,46 @@ def worker_main(args: argparse.Namespace) -> int:
     stem = os.path.join(args.worker_dir, f"mutant-{os.getpid()}")
     for line in sys.stdin:
         index = int(line)
-        mutant = make_mutant(corpus, args.seed, index)
+        mutant = make_mutant(corpus, args.seed, index, args.sparse_size)
         path = stem + mutant.suffix
-        with open(path, "wb") as f:
-            f.write(mutant.data)
+        write_mutant(path, mutant, args.sparse_size)
+        _reset_peak_rss()
         outcome, detail, code = run_one(target, check, path)
+        peak = _peak_rss()
+        if peak > WORKER_MEMORY_LIMIT and outcome != "crash":
+            outcome, detail = "crash", f"peak RSS {peak >> 20} MiB (bound " \
+                f"{WORKER_MEMORY_LIMIT >> 20} MiB); {outcome}: {detail}"
+        os.unlink(path)
         protocol.write(json.dumps({"index": index, "outcome": outcome, "detail": detail,
                                    "code": code, "base": mutant.base,
                                    "description": mutant.description}) + "\n")
+    return 0
+
+
+def write_mutant(path: str, mutant: Mutant, sparse_size: int) -> None:
+    """Write ``mutant`` to ``path``, extended to ``sparse_size`` bytes with a hole."""
+    with open(path, "wb") as f:
+        f.write(mutant.data)
+        if sparse_size > len(mutant.data):
+            f.truncate(sparse_size)
+
+
+def _reset_peak_rss() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS
+    except OSError:
+        pass
+
+
+def _peak_rss() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return 0
 
 
@@ -368,7 +418,8 @@ class Summary:
 def _spawn(args: argparse.Namespace) -> _Worker:
     paths = os.pathsep.join(f"{name}={path}" for name, path in args.fixture_paths)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", paths, "--worker-dir",
-           args.worker_dir, "--seed", str(args.seed), "--target", args.target]
+           args.worker_dir, "--seed", str(args.seed), "--target", args.target,
+           "--sparse-size", str(args.sparse_size)]
     if args.no_check:
         cmd.append("--no-check")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -441,15 +492,16 @@ def fuzz(args: argparse.Namespace, corpus: list[Sample]) -> Summary:
     finally:
         for w in workers:
             _stop(w)
-    _describe_findings(summary, corpus, args.seed)
+    _describe_findings(summary, corpus, args.seed, args.sparse_size)
     return summary
 
 
-def _describe_findings(summary: Summary, corpus: list[Sample], seed: int) -> None:
+def _describe_findings(summary: Summary, corpus: list[Sample], seed: int,
+                       sparse_size: int = 0) -> None:
     """Hangs and dead workers carry no description: regenerate it here."""
     for r in summary.results:
         if not r.description:
-            m = make_mutant(corpus, seed, r.index)
+            m = make_mutant(corpus, seed, r.index, sparse_size)
             r.base, r.description = m.base, m.description
 
 
@@ -460,7 +512,9 @@ def report(summary: Summary, args: argparse.Namespace, elapsed: float,
     codes = Counter(r.code for r in summary.results if r.outcome == "typed")
     bases = Counter(r.base for r in summary.results)
     print(f"fuzz_inspect: seed {args.seed}, mutants {args.start}..{args.start + args.count - 1}"
-          f" over {len(args.fixtures)} fixtures, {elapsed:.1f} s", file=out)
+          f" over {len(args.fixtures)} fixtures, {elapsed:.1f} s"
+          + (f", files extended to {args.sparse_size} bytes" if args.sparse_size else ""),
+          file=out)
     print("outcomes: " + ", ".join(f"{k} {outcomes.get(k, 0)}"
                                    for k in ("ok", "typed", "crash", "hang")), file=out)
     print("error codes: " + ", ".join(f"{c} {n}" for c, n in codes.most_common()), file=out)
@@ -469,36 +523,45 @@ def report(summary: Summary, args: argparse.Namespace, elapsed: float,
         print(f"\n{r.outcome.upper()} mutant {r.index} of {r.base}: {r.description}", file=out)
         print(f"  {r.detail}", file=out)
         print(f"  reproduce: python3 tools/fuzz_inspect.py --seed {args.seed} --replay {r.index}"
-              f" --fixtures {','.join(args.fixtures)} --save /tmp/mutant{r.index}", file=out)
+              f" --fixtures {','.join(args.fixtures)} --save /tmp/mutant{r.index}"
+              + (f" --sparse-size {args.sparse_size}" if args.sparse_size else ""), file=out)
         if r.saved:
             print(f"  mutant saved: {r.saved}", file=out)
 
 
-def save_findings(summary: Summary, corpus: list[Sample], seed: int, folder: Path) -> None:
+def save_findings(summary: Summary, corpus: list[Sample], seed: int, folder: Path,
+                  sparse_size: int = 0) -> None:
     """Write each crashing or hanging mutant to ``folder``: a rebuilt fixture
     (a new timestamp, another compiler) would change what the replay command makes."""
     folder.mkdir(parents=True, exist_ok=True)
     for r in summary.findings:
-        mutant = make_mutant(corpus, seed, r.index)
+        mutant = make_mutant(corpus, seed, r.index, sparse_size)
         target = folder / f"seed{seed}-mutant{r.index}-{mutant.base}{mutant.suffix}"
-        target.write_bytes(mutant.data)
+        write_mutant(str(target), mutant, sparse_size)
         r.saved = str(target)
 
 
 def replay(args: argparse.Namespace, corpus: list[Sample]) -> int:
     """Rebuild one mutant, optionally save it, and run it here, in this process."""
-    mutant = make_mutant(corpus, args.seed, args.replay)
+    mutant = make_mutant(corpus, args.seed, args.replay, args.sparse_size)
     print(f"mutant {mutant.index} of {mutant.base}: {mutant.description}")
     with tempfile.TemporaryDirectory(prefix="relib-fuzz-") as tmp:
         path = args.save or os.path.join(tmp, f"mutant{mutant.suffix}")
-        with open(path, "wb") as f:
-            f.write(mutant.data)
+        write_mutant(path, mutant, args.sparse_size)
         if args.save:
             print(f"saved {len(mutant.data)} bytes to {path}")
         check = None if args.no_check else _load_check()
         outcome, detail, code = run_one(_load_target(args.target), check, path)
     print(f"{outcome}: {detail}" + (f" [{code}]" if code else ""))
     return 1 if outcome in ("crash", "hang") else 0
+
+
+def _size(text: str) -> int:
+    """``64G``, ``512M``, ``4096`` -> bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if text[-1:].upper() in units:
+        return int(text[:-1]) * units[text[-1].upper()]
+    return int(text)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -522,6 +585,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--save", metavar="PATH", help="with --replay: write the mutant there")
     ap.add_argument("--findings-dir", metavar="DIR", type=Path,
                     help="write every crashing or hanging mutant into DIR")
+    ap.add_argument("--sparse-size", type=_size, default=0, metavar="BYTES",
+                    help="extend every mutant to BYTES (e.g. 64G) with a hole, and aim field "
+                         "overwrites at that size")
     ap.add_argument("--worker", dest="worker_paths", help=argparse.SUPPRESS)
     ap.add_argument("--worker-dir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -554,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fuzz_inspect: {e}", file=sys.stderr)
         return 2
     if args.findings_dir is not None:
-        save_findings(summary, corpus, args.seed, args.findings_dir)
+        save_findings(summary, corpus, args.seed, args.findings_dir, args.sparse_size)
     report(summary, args, time.monotonic() - started)
     return 1 if summary.findings else 0
 
