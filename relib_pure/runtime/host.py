@@ -53,9 +53,10 @@ class Host:
         #: about to be) but not live yet; another module's report must not
         #: count their files
         self.loading: dict[int, Module] = {}
-        #: (file key, maps text, VmSize pages) of the last before-state found
-        #: naming neither the file's inode nor its path (written under load_lock)
-        self.last_clean: tuple[tuple[int, int, str, str], bytes, int] | None = None
+        #: (file key, maps text, VmSize pages, task ids) of the last before-state
+        #: found naming neither the file's inode nor its path (written under load_lock)
+        self.last_clean: tuple[tuple[int, int, str, str], bytes, int, frozenset[int]] | None = \
+            None
         self.driver_factory = driver_factory
         _hosts.add(self)
 

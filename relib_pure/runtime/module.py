@@ -297,9 +297,9 @@ class Module:
         frame stack comes and goes in between) and verification skips the diff.
         In that steady loop the text itself is not even read again: when VmSize
         (one short ``statm`` read) is what it was with the last clean text of
-        this very file, and the loader does not know the path, that text is
-        the before state (anything else that mapped or unmapped memory changed
-        VmSize, and the full text is read).
+        this very file, the same threads are running, and the loader does not
+        know the path, that text is the before state (anything else that mapped
+        or unmapped memory changed VmSize, and the full text is read).
         """
         v = self.validated
         key = (v.file.dev, v.file.inode, v.real_path, v.path)
@@ -307,9 +307,12 @@ class Module:
         last = self.host.last_clean
         if last is not None and last[0] == key and last[2] == pages and \
                 not dl.is_loaded(v.path):
-            self._before = verify.take_snapshot(last[1])
-            self._before_pages = pages
-            return
+            snap = verify.take_snapshot(last[1])
+            # the same threads too: a thread that came and went may have moved stacks
+            if snap.tasks == last[3]:
+                self._before = snap
+                self._before_pages = pages
+                return
         data = procfs.read_maps()
         # a reload loop sees the same text every time: one comparison replaces
         # the searches (both are linear, but memcmp is ten times faster)
@@ -320,9 +323,9 @@ class Module:
                                     "process", path=self.path)
         # VmSize read after the text, so a change in between only costs a full read later
         pages = procfs.vm_pages()
-        self.host.last_clean = (key, data, pages)
         self._before = verify.take_snapshot(data)
         self._before_pages = pages
+        self.host.last_clean = (key, data, pages, self._before.tasks)
 
     def _open(self) -> None:
         """Owner thread (or the calling thread in ``caller`` mode): map and identify."""
