@@ -601,7 +601,7 @@ class Module:
             extra = {"driver_error": str(e)}
         threads = verify.new_threads(before, settle=THREAD_SETTLE)
         others |= self.host.other_files(self) | hosted
-        fds = verify.leaked_fds(before, others)
+        fds = verify.leaked_fds(before, others, lambda: self.host.other_files(self))
         mappings = verify.leaked_mappings(before, maps, v.file, v.real_path, others)
         timings = dict(self._timings)
         timings["verify"] = (time.perf_counter() - t0) * 1e6

@@ -15,6 +15,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from relib_pure import _hostfds
@@ -91,18 +92,23 @@ def new_threads(before: Snapshot, *, settle: float = 0.0) -> tuple[LeakedThread,
     return tuple(LeakedThread(tid, procfs.thread_name(tid)) for tid in sorted(extra))
 
 
-def leaked_fds(before: Snapshot,
-               others: frozenset[tuple[int, int]] = frozenset()) -> tuple[LeakedFd, ...]:
+def leaked_fds(before: Snapshot, others: frozenset[tuple[int, int]] = frozenset(),
+               others_now: Callable[[], frozenset[tuple[int, int]]] | None = None
+               ) -> tuple[LeakedFd, ...]:
     """Descriptors open now that were not open (or pointed elsewhere) at ``before``.
 
     Compared by what they refer to (device and inode: a pipe, socket or file
     closed and replaced under the same number differs); only the descriptors
     that differ have their target read for the report. One open on a file of
     ``others`` (another module's library, which ``dlopen`` opens for a moment)
-    is not this module's doing.
+    is not this module's doing; ``others_now`` gives them again once the
+    descriptors are listed (a module that began loading meanwhile).
     """
     out = []
-    for fd, ident in sorted(procfs.fd_identities().items()):
+    current = procfs.fd_identities()
+    if others_now is not None:
+        others = others | others_now()
+    for fd, ident in sorted(current.items()):
         if before.fds.get(fd) != ident and ident not in others:
             target = procfs.fd_target(fd)
             if target is not None:
@@ -227,72 +233,72 @@ def _read_memory(at: int, size: int) -> bytes | None:
 
 
 _CHUNK_HEADER = struct.Struct("@PP")  # _PyStackChunk: previous, size
-
-
-def _python_frame_chunks(line_start: int, end: int, start: int) -> bool:
-    """Whether ``[start, end)`` holds nothing but CPython frame-stack chunks.
-
-    Every thread's frames live in chunks CPython maps itself (16 KiB or more,
-    one more while a call stack is deep, unmapped as it unwinds); each starts
-    with a pointer to the previous one and its own size. Adjacent chunks show
-    as one line, so they are walked by their sizes: from ``start``, or (the
-    part's first chunk began below it, inside the line from ``line_start``)
-    from a page below it.
-    """
-    if sys.version_info < (3, 11):
-        return False
-    page = mmap.PAGESIZE
-    lowest = max(line_start, start - 4 * _PY_DATASTACK)
-    return any(_chunks_from(at, end, start) for at in range(start, lowest - 1, -page))
-
-
-def _chunks_from(at: int, end: int, start: int) -> bool:
-    """Whether chunks laid end to end from ``at`` cover ``[start, end)`` exactly to ``end``."""
-    first = True
-    while at < end:
-        raw = _read_memory(at, _CHUNK_HEADER.size)
-        if raw is None or len(raw) < _CHUNK_HEADER.size:
-            return False
-        _previous, size = _CHUNK_HEADER.unpack(raw)
-        if size < _PY_DATASTACK or size % _PY_DATASTACK or at + size > end or \
-                (first and at + size <= start):
-            return False
-        first = False
-        at += size
-    return True
-
-
 # obmalloc's pool header (3.11: 16 KiB pools): ref, freeblock, nextpool,
 # prevpool, arenaindex, szidx, nextoffset, maxnextoffset
 _POOL = 16 << 10
 _POOL_HEADER = struct.Struct("@PPPPIIII")
-_MAX_PYMALLOC_SPAN = 8 << 20
+# the largest part read to recognise (obmalloc arenas are 1 MiB, chunks smaller)
+_MAX_PYTHON_SPAN = 8 << 20
 
 
-def _pymalloc_pools(start: int, end: int) -> bool:
-    """Whether ``[start, end)`` is part of CPython's small-object arenas: every
-    16 KiB pool in it is unused (zeros) or starts with a pool header, and one
-    at least is in use. Adjacent 1 MiB arenas show as one line, so a part of
-    it need not be a whole arena."""
-    first = -(-start // _POOL) * _POOL
-    if sys.version_info < (3, 10) or end - first < _POOL or end - start > _MAX_PYMALLOC_SPAN:
+def _python_memory(line_start: int, end: int, start: int) -> bool:
+    """Whether ``[start, end)`` is memory CPython maps for itself: frame-stack
+    chunks and small-object arena pools, in any order.
+
+    Every thread's frames live in chunks (16 KiB or more; one more while a
+    call stack is deep, unmapped as it unwinds), each starting with a pointer
+    to the previous one and its own size; obmalloc's 1 MiB arenas hold 16 KiB
+    pools, each starting with a pool header (or unused: zeros). Adjacent ones
+    merge into one maps line, so the part is walked piece by piece: from
+    ``start``, or from a page below it inside the line (``line_start``) when
+    the part's first piece began there. At least one piece must be positively
+    recognised: zeros alone are anyone's.
+    """
+    if sys.version_info < (3, 11):
         return False
-    raw = _read_memory(first, end - first)
-    if raw is None or len(raw) < end - first:
+    lowest = max(line_start, start - 4 * _POOL)
+    if end - lowest > _MAX_PYTHON_SPAN:
         return False
-    used = False
-    zero = bytes(_POOL_HEADER.size)
-    for off in range(0, len(raw) - _POOL_HEADER.size + 1, _POOL):
-        if raw.startswith(zero, off):
+    for at in range(start, lowest - 1, -mmap.PAGESIZE):
+        # read from each candidate on its own: pages below may come and go
+        raw = _read_memory(at, end - at)
+        if raw is not None and len(raw) == end - at and _walk(raw, at, at, end, start):
+            return True
+    return False
+
+
+def _walk(raw: bytes, base: int, at: int, end: int, start: int) -> bool:
+    """Whether pieces laid end to end from ``at`` cover ``[start, end)`` exactly."""
+    recognised = False
+    while at < end:
+        off = at - base
+        if off + _POOL_HEADER.size > len(raw):
+            # a tail too short for any header: an arena's unused end
+            return recognised and raw.startswith(bytes(len(raw) - off), off)
+        _previous, size = _CHUNK_HEADER.unpack_from(raw, off)
+        if size >= _PY_DATASTACK and not size % _PY_DATASTACK and at + size <= end:
+            step = size  # a frame chunk
+        elif at % _POOL:
+            step = _POOL - at % _POOL  # an arena's slack before its first pool
+            if not raw.startswith(bytes(min(step, len(raw) - off)), off):
+                return False
+            at += step
             continue
-        _ref, free, _next, _prev, _arena, szidx, nextoffset, maxnext = \
-            _POOL_HEADER.unpack_from(raw, off)
-        pool = first + off
-        if not (free == 0 or pool < free < pool + _POOL) or szidx >= 64 or \
-                not nextoffset <= maxnext <= _POOL:
-            return False
-        used = True
-    return used
+        elif raw.startswith(bytes(min(_POOL, end - at)), off):
+            at += _POOL  # an unused pool (or the arena's unused tail)
+            continue
+        else:
+            _ref, free, _next, _prev, _arena, szidx, nextoffset, maxnext = \
+                _POOL_HEADER.unpack_from(raw, off)
+            if not (free == 0 or at < free < at + _POOL) or szidx >= 64 or \
+                    not nextoffset <= maxnext <= _POOL:
+                return False
+            step = _POOL  # a pool in use
+        if at + step <= start:
+            return False  # the walk must reach into the part with this piece
+        recognised = True
+        at += step
+    return recognised and at >= end
 
 
 def _allocator_owned(m: Mapping, part: tuple[int, int], data: bytes) -> bool:
@@ -312,8 +318,7 @@ def _allocator_owned(m: Mapping, part: tuple[int, int], data: bytes) -> bool:
     size = part[1] - part[0]
     if size == _PYMALLOC_ARENA:
         return True
-    if m.perms == "rw-p" and (_python_frame_chunks(m.start, part[1], part[0])
-                              or _pymalloc_pools(*part)):
+    if m.perms == "rw-p" and _python_memory(m.start, part[1], part[0]):
         return True
     return _malloc_heap(m, data) or _thread_stack(m, data)
 
