@@ -277,9 +277,10 @@ class _Hasher:
     whatever the file's size; nothing holds a view of the caller's mapping)."""
 
     #: bytes per read: hashlib releases the GIL for each, and a cancel waits
-    #: for at most one (1 MiB stays in cache between the copy and the hash:
-    #: faster than bigger reads, and as fast as hashing the mapping)
-    CHUNK = 1 << 20
+    #: for at most one. 96 KiB stays in cache between the copy and the hash
+    #: (as fast as hashing the mapping) and below malloc's mmap threshold, so
+    #: the buffer is no mapping of its own that a module's report could see.
+    CHUNK = 96 << 10
 
     def __init__(self, fd: int, size: int) -> None:
         self._fd = fd

@@ -34,8 +34,9 @@ MAX_TABLE_ENTRIES = 1 << 22
 #: Longest string (symbol name, path) looked up: C++ and Rust names reach a
 #: few kilobytes, nothing real comes near this.
 MAX_NAME = 1 << 20
-# bytes copied per step when unpacking a table
-_CHUNK = 1 << 20
+# bytes copied per step when unpacking a table (below malloc's mmap threshold:
+# a copy is never a mapping of its own)
+_CHUNK = 64 << 10
 
 
 class Image:

@@ -365,7 +365,7 @@ class _ElfReader:
         words = 0
         while words < limit:
             block = image.read(chain_at + 4 * words,
-                               4 * min(1 << 16, limit - words,
+                               4 * min(1 << 14, limit - words,
                                        max((image.size - chain_at) // 4 - words, 1)),
                                "GNU hash chain")
             marks = block.translate(_ODD_BYTES)
