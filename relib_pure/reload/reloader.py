@@ -35,7 +35,7 @@ from relib_pure.reload.settle import FileState, wait_settled
 from relib_pure.reload.shadow import ShadowCopy, ShadowDir, SourceChanged
 from relib_pure.reload.trial import describe_spec, run_trial
 from relib_pure.reload.version import LoadSpec, Version, check_candidate, open_version
-from relib_pure.reload.watch import ChangeKind, Watcher
+from relib_pure.reload.watch import ChangeKind, Watcher, join_fully
 from relib_pure.runtime.report import UnloadReport
 
 logger = logging.getLogger(__name__)
@@ -620,7 +620,7 @@ class Reloader:
         if self._worker is not None:
             self._triggers.put(_STOP)
             if self._worker is not threading.current_thread():
-                self._worker.join()
+                join_fully(self._worker)
         with self._cycle_lock, self._exclusive():
             # the watcher is stopped already: its scans cannot overlap this unload
             v, self._serving = self._serving, None

@@ -138,4 +138,24 @@ class Watcher:
         if observer is None:
             return
         observer.stop()
-        observer.join()
+        emitters = list(getattr(observer, "emitters", ()))
+        join_fully(observer)
+        for emitter in emitters:  # its inotify/polling threads
+            join_fully(emitter)
+
+
+def join_fully(thread: threading.Thread, timeout: float = 5.0) -> None:
+    """``thread.join()``, then wait until the OS thread has left the task list.
+
+    ``join`` returns once Python's part of the thread is done; the kernel task
+    goes a moment later. Whoever counts threads right after a close (a test of
+    "nothing left running", a leak check) must not see it.
+    """
+    from relib_pure.runtime import procfs
+
+    if thread is threading.current_thread():
+        return
+    thread.join(timeout)
+    tid = thread.native_id
+    if tid is not None and not thread.is_alive():
+        procfs.wait_task_gone(tid, timeout)
