@@ -119,8 +119,9 @@ class ShadowDir:
         finally:
             os.close(src_fd)
         size = os.stat(dest).st_size
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) \
-                or size != after.st_size:
+        # ctime too: a same-size rewrite during the copy whose mtime was put back
+        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
+                (before.st_size, before.st_mtime_ns, before.st_ctime_ns) or size != after.st_size:
             os.unlink(dest)
             raise SourceChanged(source)
         copy = ShadowCopy(dest, digest, size, source)
