@@ -12,7 +12,7 @@ from __future__ import annotations
 import mmap
 import threading
 from ctypes import c_void_p, cast
-from typing import Any, TypeVar
+from typing import TypeVar
 
 __all__ = ["note_callback", "host_code_in"]
 
@@ -40,7 +40,3 @@ def host_code_in(start: int, end: int) -> bool:
             return any(p in _pages for p in range(first, last + 1))
         return any(first <= p <= last for p in _pages)
 
-
-def _noted_pages() -> frozenset[Any]:  # for tests
-    with _lock:
-        return frozenset(_pages)

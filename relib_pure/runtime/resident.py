@@ -17,7 +17,7 @@ import threading
 
 from relib_pure.runtime import dl
 
-__all__ = ["BINDING_DEPENDENCIES", "RESIDENT", "ensure_for", "resident_names"]
+__all__ = ["BINDING_DEPENDENCIES", "RESIDENT", "ensure_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,3 @@ def ensure_for(needed: tuple[str, ...]) -> None:
                 _failed[name] = str(e)
                 logger.warning("cannot keep %s resident: %s", name, e)
 
-
-def resident_names() -> tuple[str, ...]:
-    """The libraries this process keeps resident so far."""
-    with _lock:
-        return tuple(_handles)

@@ -69,11 +69,9 @@ def _stat(path: str) -> os.stat_result:
 
 def clear_caches() -> None:
     """Forget every cached inspection and check report (the next validation reads the file)."""
-    from relib_pure.inspection import cache as inspections
     from relib_pure.loader import resolve
 
-    inspections.clear()
-    resolve.clear_cache()
+    resolve.clear_cache()  # the loader's symbol indexes and the one inspection cache
     with _cache_lock:
         _check_cache.clear()
         _debug_cache.clear()
@@ -116,8 +114,9 @@ def _stat_error(path: str, e: OSError) -> InspectionError:
 
 
 def _key(real_path: str, st: os.stat_result) -> tuple[Any, ...]:
-    # ctime too: an in-place rewrite within one mtime tick still changes it
-    return (real_path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    from relib_pure.inspection.cache import identity_key
+
+    return identity_key(real_path, st)
 
 
 def library_info(path: str, st: os.stat_result) -> LibraryInfo:
@@ -189,8 +188,8 @@ def check_report_for(validated: Validated, policy: Any) -> Any:
     Unlike :func:`validate`, error findings are returned, not raised.
     """
     fid = validated.file
-    key = (validated.real_path, fid.dev, fid.inode, fid.size, fid.mtime_ns,
-           getattr(fid, "ctime_ns", None))
+    # identity_key's fields, from the identity recorded while validating
+    key = (validated.real_path, fid.dev, fid.inode, fid.size, fid.mtime_ns, fid.ctime_ns)
     return _check(validated.info, key, policy)
 
 
