@@ -201,7 +201,8 @@ def _thread_stack(m: Mapping, data: bytes) -> bool:
         return True
     span = min(m.size, _TCB_SPAN)
     at = m.end - span
-    raw = _read_memory(at, span)
+    with _Memory() as mem:
+        raw = mem.read(at, span)
     if raw is None:
         return False
     # compared in place: unpacking thousands of words into ints would grow
@@ -214,22 +215,44 @@ def _thread_stack(m: Mapping, data: bytes) -> bool:
     return False
 
 
-def _read_memory(at: int, size: int) -> bytes | None:
-    """``size`` bytes of this process at address ``at``, or ``None``.
+#: the most read from memory at once: below glibc's mmap threshold (128 KiB),
+#: so reading memory to recognise it never maps any (another thread's report
+#: would see that buffer as fresh anonymous memory and read it in turn)
+_READ_MAX = 16 << 10
 
-    Through ``/proc/self/mem``: memory unmapped meanwhile by another thread is
-    an error to report, not a SIGSEGV.
+
+class _Memory:
+    """Reads of this process's memory through ``/proc/self/mem``, in small pieces.
+
+    Through the file, memory unmapped meanwhile by another thread is an error
+    to report, not a SIGSEGV; every read is at most :data:`_READ_MAX` bytes.
     """
-    try:
-        fd = _hostfds.hold(lambda: os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC))
-    except OSError:
-        return None
-    try:
-        return os.pread(fd, size, at)
-    except OSError:
-        return None
-    finally:
-        _hostfds.release(fd)
+
+    def __init__(self) -> None:
+        self.fd = -1
+
+    def __enter__(self) -> _Memory:
+        try:
+            self.fd = _hostfds.hold(lambda: os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC))
+        except OSError:
+            self.fd = -1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            _hostfds.release(self.fd)
+            self.fd = -1
+
+    def read(self, at: int, size: int) -> bytes | None:
+        """Exactly ``size`` (<= :data:`_READ_MAX`) bytes at ``at``, or ``None``."""
+        assert size <= _READ_MAX
+        if self.fd < 0:
+            return None
+        try:
+            raw = os.pread(self.fd, size, at)
+        except OSError:
+            return None
+        return raw if len(raw) == size else None
 
 
 _CHUNK_HEADER = struct.Struct("@PP")  # _PyStackChunk: previous, size
@@ -259,37 +282,48 @@ def _python_memory(line_start: int, end: int, start: int) -> bool:
     lowest = max(line_start, start - 4 * _POOL)
     if end - lowest > _MAX_PYTHON_SPAN:
         return False
-    for at in range(start, lowest - 1, -mmap.PAGESIZE):
-        # read from each candidate on its own: pages below may come and go
-        raw = _read_memory(at, end - at)
-        if raw is not None and len(raw) == end - at and _walk(raw, at, at, end, start):
-            return True
+    with _Memory() as mem:
+        for at in range(start, lowest - 1, -mmap.PAGESIZE):
+            # walked from each candidate on its own: pages below may come and go
+            if _walk(mem, at, end, start):
+                return True
     return False
 
 
-def _walk(raw: bytes, base: int, at: int, end: int, start: int) -> bool:
-    """Whether pieces laid end to end from ``at`` cover ``[start, end)`` exactly."""
+_ZEROS = bytes(_POOL)
+
+
+def _walk(mem: _Memory, at: int, end: int, start: int) -> bool:
+    """Whether pieces laid end to end from ``at`` cover ``[start, end)`` exactly.
+
+    Each piece is read on its own (a header, or at most one pool to see it
+    unused), never the whole span.
+    """
     recognised = False
     while at < end:
-        off = at - base
-        if off + _POOL_HEADER.size > len(raw):
+        if end - at < _POOL_HEADER.size:
             # a tail too short for any header: an arena's unused end
-            return recognised and raw.startswith(bytes(len(raw) - off), off)
-        _previous, size = _CHUNK_HEADER.unpack_from(raw, off)
+            tail = mem.read(at, end - at)
+            return recognised and tail is not None and not any(tail)
+        head = mem.read(at, _POOL_HEADER.size)
+        if head is None:
+            return False
+        _previous, size = _CHUNK_HEADER.unpack_from(head)
         if size >= _PY_DATASTACK and not size % _PY_DATASTACK and at + size <= end:
             step = size  # a frame chunk
         elif at % _POOL:
             step = _POOL - at % _POOL  # an arena's slack before its first pool
-            if not raw.startswith(bytes(min(step, len(raw) - off)), off):
+            gap = mem.read(at, min(step, end - at))
+            if gap is None or gap != _ZEROS[:len(gap)]:
                 return False
             at += step
             continue
-        elif raw.startswith(bytes(min(_POOL, end - at)), off):
+        elif not any(head) and mem.read(at, min(_POOL, end - at)) == _ZEROS[:min(_POOL, end - at)]:
             at += _POOL  # an unused pool (or the arena's unused tail)
             continue
         else:
             _ref, free, _next, _prev, _arena, szidx, nextoffset, maxnext = \
-                _POOL_HEADER.unpack_from(raw, off)
+                _POOL_HEADER.unpack(head)
             if not (free == 0 or at < free < at + _POOL) or szidx >= 64 or \
                     not nextoffset <= maxnext <= _POOL:
                 return False
