@@ -240,6 +240,12 @@ class RelibModule:
         :class:`~relib_pure.errors.ExportPanicked` if main panicked and
         :class:`~relib_pure.errors.SymbolMissing` if there is no main.
         """
+        fn = self._main_by_restype.get(restype)
+        if fn is None and restype is None:
+            # bound while loading, with the driver's invoker (this module's)
+            fn = self.driver.main
+        if fn is not None:
+            return fn()
         with self._lock:
             fn = self._main_by_restype.get(restype)
             if fn is None:
@@ -296,6 +302,19 @@ class RelibModule:
         return self.module.unload()
 
 
+_DEFAULT_POLICIES: dict[bool, Any] = {}
+
+
+def _default_policy(unloading: bool) -> Any:
+    """``Policy(unloading=unloading)``, made once (policies are frozen)."""
+    pol = _DEFAULT_POLICIES.get(unloading)
+    if pol is None:
+        from relib_pure.compat import Policy
+
+        pol = _DEFAULT_POLICIES[unloading] = Policy(unloading=unloading)
+    return pol
+
+
 def load_module(path: str | os.PathLike[str], *, exports: Any = None,
                 imports: Mapping[str, Any] | None = None, import_types: Any = None,
                 interface: Any = None, policy: Any = None, expect: Any = None,
@@ -345,10 +364,9 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
         export_specs.extend(normalize_specs(getattr(exports, "exports", exports), "Exports"))
     import_specs, impls = _import_specs(import_types, interface, imports or {})
     if check:
-        from relib_pure.compat import Policy
         from relib_pure.runtime.validate import check_report_for
 
-        pol = policy if policy is not None else Policy(unloading=ci.unloading_enabled)
+        pol = policy if policy is not None else _default_policy(ci.unloading_enabled)
         wanted = _expectation(expect)
         if wanted is not None:
             pol = dataclasses.replace(pol, expect=wanted)

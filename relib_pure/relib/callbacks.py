@@ -15,6 +15,8 @@ Rust host does, because the module's state would otherwise be corrupt.
 
 from __future__ import annotations
 
+import ctypes
+
 import os
 import threading
 import traceback
@@ -134,6 +136,10 @@ class InternalCallbacks:
         for callback in funcs.values():
             note_callback(callback)
         self.funcs = funcs
+        #: ``(suffix, code address)`` of each callback: what an import slot receives
+        self.addresses: tuple[tuple[str, int], ...] = tuple(
+            (suffix, ctypes.cast(func, ctypes.c_void_p).value or 0)
+            for suffix, func in funcs.items())
 
 
 # Never cleared: the libraries that use these may stay mapped until exit.

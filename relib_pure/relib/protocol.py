@@ -44,6 +44,13 @@ _EXIT = CFUNCTYPE(None, RawSlice)
 _NO_ALLOC_TRACKER = ("seems like this module doesn't have a registered global alloc tracker")
 
 
+_INIT_PROTOTYPES = {flag: CFUNCTYPE(None, *init_argtypes(flag)) for flag in (False, True)}
+
+
+def _init_prototype(with_alloc_tracker_flag: bool) -> Any:
+    return _INIT_PROTOTYPES[with_alloc_tracker_flag]
+
+
 def _resolver(module: Any) -> Callable[[str], int | None]:
     """Symbols as the module's own table defines them (no ``dlsym``: relib's
     symbols must be the module's, never a dependency's)."""
@@ -152,19 +159,18 @@ class RelibDriver:
         """Point the internal import ``slots`` (by suffix, resolved by
         :meth:`after_open`) at the host's callbacks, then call ``init``."""
         gen = self.generation
-        cbs = callbacks_for(gen)
-        for suffix, func in cbs.funcs.items():
+        write = ctypes.c_void_p.from_address
+        for suffix, address in callbacks_for(gen).addresses:
             slot = slots.get(suffix)
             assert slot, suffix  # checked in after_open
-            ctypes.c_void_p.from_address(slot).value = ctypes.cast(func, ctypes.c_void_p).value
+            write(slot).value = address
         self.module_id = allocs.new_module_id()
         # before init: init already reports the cache's own buffers through on_alloc
         self.store = allocs.register(self.module_id)
         # relib compares pthread_self() of later calls with this value; on Linux
         # threading.get_ident() is pthread_self()
         self._owner_ident = threading.get_ident()
-        init = CFUNCTYPE(None, *init_argtypes(gen.init_has_alloc_tracker_flag))(
-            self._internal["init"])
+        init = _init_prototype(gen.init_has_alloc_tracker_flag)(self._internal["init"])
         if gen.init_has_alloc_tracker_flag:
             init(self._owner_ident, self.module_id, self.enable_alloc_tracker)
         else:

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "RTLD_LAZY", "RTLD_NOW", "RTLD_NOLOAD", "RTLD_DEEPBIND", "RTLD_GLOBAL", "RTLD_LOCAL",
     "RTLD_NODELETE", "DlError", "dlopen", "dlclose", "dlsym", "is_loaded", "reopen_noload",
-    "dynamic_section", "link_map", "load_base", "defining_object",
+    "dynamic_section", "link_info", "link_map", "load_base", "defining_object",
 ]
 
 RTLD_LAZY = os.RTLD_LAZY
@@ -157,6 +157,15 @@ def _link_map_of(handle: int) -> ctypes._Pointer[_LinkMap]:
     if _dlinfo(handle, _RTLD_DI_LINKMAP, ctypes.byref(lm)) != 0 or not lm:
         raise DlError(_last_error("dlinfo(RTLD_DI_LINKMAP) failed"))
     return lm
+
+
+def link_info(handle: int) -> tuple[int, int, int]:
+    """``(l_addr, l_ld, link_map address)`` of ``handle``: one ``dlinfo`` for the load
+    bias, the mapped ``.dynamic`` and the object's identity."""
+    lm = _link_map_of(handle)
+    head = lm.contents
+    return (int(head.l_addr or 0), int(head.l_ld or 0),
+            ctypes.cast(lm, ctypes.c_void_p).value or 0)
 
 
 def dynamic_section(handle: int) -> int:

@@ -216,15 +216,17 @@ class Module:
         """
         if not self._loaded:
             raise ModuleUnloaded(f"cannot resolve {name}: the module is not loaded", path=self.path)
-        sym = _export_index(self.info).get(name)
-        if sym is None:
+        index, placed = _export_index(self.info)
+        value = placed.get(name)
+        if value is not None:
+            base = self._base
+            if base is None:
+                base = self._base = dl.load_base(self.handle)
+            return base + value
+        if name not in index:
             return None
-        if sym.kind not in ("func", "object", "notype") or not sym.value:
-            found = self._own_symbol(name)
-            return found if isinstance(found, int) else None
-        if self._base is None:
-            self._base = dl.load_base(self.handle)
-        return self._base + int(sym.value)
+        found = self._own_symbol(name)
+        return found if isinstance(found, int) else None
 
     def _own_symbol(self, name: str) -> int | str | None:
         """``dlsym`` restricted to this object: the address, the file name of the
@@ -347,7 +349,7 @@ class Module:
     def _confirm_identity(self, handle: int) -> None:
         v = self.validated
         try:
-            where = dl.dynamic_section(handle)
+            self._base, where, self._link_map = dl.link_info(handle)
         except dl.DlError as e:
             raise LoadError(f"cannot locate the mapped object: {e}", path=self.path,
                             code="load.swapped") from None
@@ -671,23 +673,27 @@ class Module:
         return tuple(out)
 
 
-_export_indexes: dict[int, tuple[Any, dict[str, Any]]] = {}
+_export_indexes: dict[int, tuple[Any, dict[str, Any], dict[str, int]]] = {}
 _export_indexes_lock = threading.Lock()
 
 
-def _export_index(info: Any) -> dict[str, Any]:
-    """``{name: Symbol}`` of an inspection's default-version exports, built once per
-    inspection (the validation cache hands the same object to every reload)."""
+def _export_index(info: Any) -> tuple[dict[str, Any], dict[str, int]]:
+    """``({name: Symbol}, {name: st_value})`` of an inspection's default-version
+    exports, built once per inspection (the validation cache hands the same
+    object to every reload). The second holds the ones placed by base +
+    ``st_value`` alone (not thread-locals, IFUNCs or undefined values)."""
     key = id(info)
     entry = _export_indexes.get(key)
     if entry is not None and entry[0] is info:
-        return entry[1]
+        return entry[1], entry[2]
     index = {s.name: s for s in info.exports if s.default_version}
+    placed = {name: int(s.value) for name, s in index.items()
+              if s.kind in ("func", "object", "notype") and s.value}
     with _export_indexes_lock:
         if len(_export_indexes) >= 128:
             _export_indexes.clear()
-        _export_indexes[key] = (info, index)
-    return index
+        _export_indexes[key] = (info, index, placed)
+    return index, placed
 
 
 def _maps_and_hosted_files() -> tuple[bytes, frozenset[tuple[int, int]]]:

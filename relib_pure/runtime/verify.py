@@ -106,6 +106,9 @@ def leaked_fds(before: Snapshot, others: frozenset[tuple[int, int]] = frozenset(
     """
     out = []
     current = procfs.fd_identities()
+    old = before.fds
+    if all(old.get(fd) == ident for fd, ident in current.items()):
+        return ()  # the common case: nothing new to explain
     if others_now is not None:
         others = others | others_now()
     for fd, ident in sorted(current.items()):
@@ -429,8 +432,15 @@ def _settled(found: list[tuple[Mapping, Mapping]]) -> list[tuple[Mapping, Mappin
         if now is None or now.perms != part.perms or (now.dev, now.inode) != (part.dev,
                                                                                 part.inode):
             continue
-        if not now.path and not now.inode and _allocator_owned(now, (part.start, part.end),
-                                                               data):
-            continue
+        if not now.path and not now.inode:
+            if _allocator_owned(now, (part.start, part.end), data):
+                continue
+            # mapped a moment ago and unreadable now: unmapped in between, by a
+            # thread that maps and unmaps there in a loop (CPython frees a frame
+            # chunk as soon as a call returns from it); what a module left behind
+            # after its unload stays, and its memory can be read
+            with _Memory() as mem:
+                if mem.fd >= 0 and mem.read(part.start, 8) is None:
+                    continue
         kept.append((line, part))
     return kept
