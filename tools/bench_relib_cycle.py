@@ -9,8 +9,13 @@ so that a busy machine slows all of them alike:
   ``load_module -> call_main -> unload`` with relib's own checks;
 - **C dlopen**: a C program doing ``dlopen(RTLD_DEEPBIND)`` / ``dlclose`` of the
   same module (no relib protocol: the floor);
+- **ctypes dlopen**: the same bare ``dlopen``/``dlclose`` through ctypes in this
+  process (CPython maps far more objects than the small Rust host);
 - **relib_pure**: ``load_module(path) -> call_main() -> unload()`` with the
   verified unload, in ``owner="caller"`` and ``owner="thread"`` modes.
+
+It also prints what each probe of the verification costs per call here, and the
+floor they set with the bare ctypes cycle: a verified cycle cannot cost less.
 
 The module is an empty relib 0.7 module (``#[relib_module::export] fn main()
 {}``, unloading on) built in the same generated workspace. ``libgcc_s.so.1`` is
@@ -168,6 +173,42 @@ def _relib_pure_us(path: Path, cycles: int, owner: str) -> float:
     return total / cycles * 1e6
 
 
+def _ctypes_floor_us(path: Path, cycles: int) -> float:
+    """Bare ``dlopen(RTLD_NOW|RTLD_LOCAL|RTLD_DEEPBIND)`` + ``dlclose`` through ctypes
+    in this process: what any ctypes host pays before it checks or calls anything."""
+    libc = ctypes.CDLL(None)
+    dlopen, dlclose = libc.dlopen, libc.dlclose
+    dlopen.restype, dlopen.argtypes = ctypes.c_void_p, (ctypes.c_char_p, ctypes.c_int)
+    dlclose.argtypes = (ctypes.c_void_p,)
+    raw, flags = os.fsencode(path), os.RTLD_NOW | os.RTLD_LOCAL | os.RTLD_DEEPBIND
+    t = time.perf_counter()
+    for _ in range(cycles):
+        dlclose(dlopen(raw, flags))
+    return (time.perf_counter() - t) / cycles * 1e6
+
+
+def _check_primitives_us(path: Path, n: int = 2000) -> dict[str, float]:
+    """The per-call cost, in this process, of each probe a verified cycle makes
+    before and after (threads, descriptors, VmSize, the loader, the mapping)."""
+    from relib_pure.runtime import dl, procfs
+
+    probes = {
+        "task list": procfs.task_ids,
+        "descriptors (fstat each)": procfs.fd_identities,
+        "VmSize (statm)": procfs.vm_pages,
+        "loader probe (RTLD_NOLOAD)": lambda: dl.is_loaded(str(path)),
+        "one mapping (PROCMAP_QUERY)": lambda: procfs.query_mapping(id(n)),
+    }
+    out = {}
+    for name, probe in probes.items():
+        probe()
+        t = time.perf_counter()
+        for _ in range(n):
+            probe()
+        out[name] = (time.perf_counter() - t) / n * 1e6
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cycles", type=int, default=300)
@@ -185,23 +226,35 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy2(module, py_module)
     ctypes.CDLL("libgcc_s.so.1")  # as the Rust and C sides have it
     _relib_pure_us(py_module, 20, "caller")  # warm: inspection cache, imports
-    rows: dict[str, list[float]] = {"relib (Rust)": [], "C dlopen": [],
+    rows: dict[str, list[float]] = {"relib (Rust)": [], "C dlopen": [], "ctypes dlopen": [],
                                      "relib_pure caller": [], "relib_pure thread": []}
     for _ in range(args.rounds):
         rows["relib (Rust)"].append(_native_us([str(host), str(module), str(args.cycles)]))
         rows["C dlopen"].append(_native_us([str(c_loop), str(module), str(args.cycles)]))
+        rows["ctypes dlopen"].append(_ctypes_floor_us(py_module, args.cycles))
         rows["relib_pure caller"].append(_relib_pure_us(py_module, args.cycles, "caller"))
         rows["relib_pure thread"].append(_relib_pure_us(py_module, args.cycles, "thread"))
     med = {k: statistics.median(v) for k, v in rows.items()}
     base = med["relib (Rust)"]
+    probes = _check_primitives_us(py_module)
+    # the least a verified cycle can cost here: the bare ctypes dlopen/dlclose
+    # plus each probe once before and once after (no protocol call, no Python logic)
+    floor = med["ctypes dlopen"] + 2 * sum(probes.values())
     if args.json:
         print(json.dumps({"version": 1, "cycles": args.cycles, "rounds": args.rounds,
                           "median_us": med, "ratio_to_relib": {k: v / base
-                                                               for k, v in med.items()}}))
+                                                               for k, v in med.items()},
+                          "probe_us": probes, "verified_floor_us": floor,
+                          "verified_floor_ratio": floor / base}))
     else:
         print(f"load -> main -> unload, {args.cycles} cycles x {args.rounds} rounds, medians")
         for k, v in med.items():
             print(f"  {k:<20} {v:8.1f} us   {v / base:5.2f}x relib")
+        print("probes of the verification, per call in this process:")
+        for k, v in probes.items():
+            print(f"  {k:<28} {v:6.2f} us")
+        print(f"floor of a verified cycle through ctypes (bare dlopen/dlclose + every probe "
+              f"before and after): {floor:.1f} us = {floor / base:.2f}x relib")
         print("goals: relib_pure caller <= 1.0x, thread <= 2.0x")
     return 0
 

@@ -267,7 +267,7 @@ _POOL_HEADER = struct.Struct("@PPPPIIII")
 _MAX_PYTHON_SPAN = 8 << 20
 
 
-def _python_memory(line_start: int, end: int, start: int) -> bool:
+def _python_memory(line_start: int, line_end: int, end: int, start: int) -> bool:
     """Whether ``[start, end)`` is memory CPython maps for itself: frame-stack
     chunks and small-object arena pools, in any order.
 
@@ -288,7 +288,7 @@ def _python_memory(line_start: int, end: int, start: int) -> bool:
     with _Memory() as mem:
         for at in range(start, lowest - 1, -mmap.PAGESIZE):
             # walked from each candidate on its own: pages below may come and go
-            if _walk(mem, at, end, start):
+            if _walk(mem, at, end, start, line_end):
                 return True
     return False
 
@@ -296,8 +296,12 @@ def _python_memory(line_start: int, end: int, start: int) -> bool:
 _ZEROS = bytes(_POOL)
 
 
-def _walk(mem: _Memory, at: int, end: int, start: int) -> bool:
-    """Whether pieces laid end to end from ``at`` cover ``[start, end)`` exactly.
+def _walk(mem: _Memory, at: int, end: int, start: int, limit: int) -> bool:
+    """Whether pieces laid end to end from ``at`` cover ``[start, end)``.
+
+    A frame chunk may reach past ``end`` up to ``limit`` (the end of its maps
+    line): the part is then the chunk's first pages, the rest lying where an
+    older mapping was.
 
     Each piece is read on its own (a header, or at most one pool to see it
     unused), never the whole span.
@@ -312,7 +316,7 @@ def _walk(mem: _Memory, at: int, end: int, start: int) -> bool:
         if head is None:
             return False
         _previous, size = _CHUNK_HEADER.unpack_from(head)
-        if size >= _PY_DATASTACK and not size % _PY_DATASTACK and at + size <= end:
+        if size >= _PY_DATASTACK and not size % _PY_DATASTACK and at + size <= limit:
             step = size  # a frame chunk
         elif at % _POOL:
             step = _POOL - at % _POOL  # an arena's slack before its first pool
@@ -355,7 +359,7 @@ def _allocator_owned(m: Mapping, part: tuple[int, int], data: bytes) -> bool:
     size = part[1] - part[0]
     if size == _PYMALLOC_ARENA:
         return True
-    if m.perms == "rw-p" and _python_memory(m.start, part[1], part[0]):
+    if m.perms == "rw-p" and _python_memory(m.start, m.end, part[1], part[0]):
         return True
     return _malloc_heap(m, data) or _thread_stack(m, data)
 
