@@ -1,0 +1,91 @@
+"""How the leak diff tells CPython's own passing memory from a module's leak,
+on real mappings made with mmap at chosen addresses.
+
+A new maps line may only partly be new: its first pages were free before, its
+last ones lay where an older (now unmapped) mapping was. CPython's frame chunk
+mapped there is recognised by its header although the chunk reaches past the
+new part; the same pages without a chunk header are reported.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import mmap
+import os
+import struct
+import sys
+
+import pytest
+
+from relib_pure.runtime import procfs
+
+verify = importlib.import_module("relib_pure.runtime.verify")
+
+pytestmark = pytest.mark.skipif(sys.version_info < (3, 11) or sys.platform != "linux",
+                                reason="CPython 3.11+ frame chunks, Linux maps")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_mmap = _libc.mmap
+_mmap.restype = ctypes.c_void_p
+_mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                  ctypes.c_long)
+_munmap = _libc.munmap
+_munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_MAP_FIXED = 0x10
+_CHUNK = 16 << 10
+_PAGE = mmap.PAGESIZE
+_PROT_NONE = 0
+
+
+def _map(addr: int | None, size: int, prot: int) -> int:
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (_MAP_FIXED if addr is not None else 0)
+    got = _mmap(addr, size, prot, flags, -1, 0)
+    assert got not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+    return int(got)
+
+
+@pytest.fixture
+def reservation():
+    """An inaccessible region with room for a chunk, so nothing merges with it."""
+    size = _CHUNK + 2 * _PAGE
+    base = _map(None, size, _PROT_NONE)
+    yield base + _PAGE
+    _munmap(base, size)
+
+
+def _before_and_after(at: int, header: bytes) -> tuple[object, bytes]:
+    # before: one page where the chunk's last page will be, free pages below it
+    # (no line covers them: an inaccessible reservation would)
+    _map(at + _CHUNK - _PAGE, _PAGE, mmap.PROT_READ | mmap.PROT_WRITE)
+    _munmap(at, _CHUNK - _PAGE)
+    before = verify.take_snapshot(procfs.read_maps())
+    assert procfs.query_mapping(at) is None
+    # after: a 16 KiB mapping over it and the free pages below
+    _map(at, _CHUNK, mmap.PROT_READ | mmap.PROT_WRITE)
+    ctypes.memmove(at, header, len(header))
+    return before, procfs.read_maps()
+
+
+def _leaks_at(at: int, header: bytes) -> list[tuple[int, int]]:
+    before, after = _before_and_after(at, header)
+    fid = procfs.file_id(os.stat(sys.executable))
+    found = verify.leaked_mappings(before, after, fid, sys.executable)  # type: ignore[arg-type]
+    return [(m.start, m.end) for m in found if at <= m.start < at + _CHUNK]
+
+
+def test_frame_chunk_reaching_past_the_new_part_is_pythons(reservation: int) -> None:
+    # _PyStackChunk: previous (none: a thread's first chunk), size, top
+    header = struct.pack("@PPP", 0, _CHUNK, 0)
+    assert _leaks_at(reservation, header) == []
+
+
+def test_same_pages_without_a_chunk_header_are_a_leak(reservation: int) -> None:
+    header = b"leaked by a module" + bytes(30)
+    assert _leaks_at(reservation, header) == [(reservation, reservation + _CHUNK - _PAGE)]
+
+
+def test_chunk_larger_than_its_maps_line_is_not_pythons(reservation: int) -> None:
+    # a size field reaching past the line's end is no chunk of this line
+    header = struct.pack("@PPP", 0, 2 * _CHUNK, 0)
+    assert _leaks_at(reservation, header) == [(reservation, reservation + _CHUNK - _PAGE)]
