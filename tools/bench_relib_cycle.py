@@ -37,6 +37,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -209,6 +210,55 @@ def _check_primitives_us(path: Path, n: int = 2000) -> dict[str, float]:
     return out
 
 
+def _thread_costs_us(n: int = 500) -> dict[str, float]:
+    """What an owner thread adds per cycle, measured bare: one thread started and
+    awaited until the kernel lists it no more, and one job hand-off (a lock
+    ping-pong between two Python threads, the waker's wake-up latency included)."""
+    import _thread
+
+    from relib_pure.runtime import procfs
+
+    def start_and_exit() -> None:
+        ready = _thread.allocate_lock()
+        ready.acquire()
+        ids: list[int] = []
+
+        def run() -> None:
+            ids.append(threading.get_native_id())
+            ready.release()
+        _thread.start_new_thread(run, ())
+        ready.acquire()
+        procfs.wait_task_gone(ids[0], 5.0)
+
+    ping, pong = _thread.allocate_lock(), _thread.allocate_lock()
+    ping.acquire()
+    pong.acquire()
+    stop = [False]
+
+    def echo() -> None:
+        while True:
+            ping.acquire()
+            if stop[0]:
+                return
+            pong.release()
+    _thread.start_new_thread(echo, ())
+
+    def hand_off() -> None:
+        ping.release()
+        pong.acquire()
+
+    out = {}
+    for name, f in (("thread start + gone", start_and_exit), ("job hand-off", hand_off)):
+        f()
+        t = time.perf_counter()
+        for _ in range(n):
+            f()
+        out[name] = (time.perf_counter() - t) / n * 1e6
+    stop[0] = True
+    ping.release()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cycles", type=int, default=300)
@@ -240,12 +290,17 @@ def main(argv: list[str] | None = None) -> int:
     # the least a verified cycle can cost here: the bare ctypes dlopen/dlclose
     # plus each probe once before and once after (no protocol call, no Python logic)
     floor = med["ctypes dlopen"] + 2 * sum(probes.values())
+    threads = _thread_costs_us()
+    # the owner thread's own share: started, three jobs (open, main, close), gone
+    thread_floor = floor + threads["thread start + gone"] + 3 * threads["job hand-off"]
     if args.json:
         print(json.dumps({"version": 1, "cycles": args.cycles, "rounds": args.rounds,
                           "median_us": med, "ratio_to_relib": {k: v / base
                                                                for k, v in med.items()},
                           "probe_us": probes, "verified_floor_us": floor,
-                          "verified_floor_ratio": floor / base}))
+                          "verified_floor_ratio": floor / base, "thread_us": threads,
+                          "thread_floor_us": thread_floor,
+                          "thread_floor_ratio": thread_floor / base}))
     else:
         print(f"load -> main -> unload, {args.cycles} cycles x {args.rounds} rounds, medians")
         for k, v in med.items():
@@ -255,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {k:<28} {v:6.2f} us")
         print(f"floor of a verified cycle through ctypes (bare dlopen/dlclose + every probe "
               f"before and after): {floor:.1f} us = {floor / base:.2f}x relib")
+        for k, v in threads.items():
+            print(f"  {k:<28} {v:6.2f} us")
+        print(f"floor with an owner thread (+ start/gone + 3 hand-offs): {thread_floor:.1f} us "
+              f"= {thread_floor / base:.2f}x relib")
         print("goals: relib_pure caller <= 1.0x, thread <= 2.0x")
     return 0
 

@@ -54,6 +54,9 @@ def _init_prototype(with_alloc_tracker_flag: bool) -> Any:
 def _resolver(module: Any) -> Callable[[str], int | None]:
     """Symbols as the module's own table defines them (no ``dlsym``: relib's
     symbols must be the module's, never a dependency's)."""
+    many = getattr(module, "own_resolver", None)
+    if many is not None:
+        return many()  # type: ignore[no-any-return]
     own = getattr(module, "own_address", None)
     if own is not None:
         return own  # type: ignore[no-any-return]

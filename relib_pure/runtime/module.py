@@ -228,6 +228,25 @@ class Module:
         found = self._own_symbol(name)
         return found if isinstance(found, int) else None
 
+    def own_resolver(self) -> Callable[[str], int | None]:
+        """:meth:`own_address` for many names while the module stays loaded (a protocol
+        driver wiring it): the base and the table are looked up once."""
+        if not self._loaded:
+            raise ModuleUnloaded("cannot resolve symbols: the module is not loaded",
+                                 path=self.path)
+        index, placed = _export_index(self.info)
+        base = self._base
+        if base is None:
+            base = self._base = dl.load_base(self.handle)
+        slow = self.own_address
+
+        def resolve(name: str) -> int | None:
+            value = placed.get(name)
+            if value is not None and self._loaded:
+                return base + value
+            return slow(name) if name in index else None
+        return resolve
+
     def _own_symbol(self, name: str) -> int | str | None:
         """``dlsym`` restricted to this object: the address, the file name of the
         dependency that defines it instead, or ``None`` when nothing does."""
