@@ -108,3 +108,64 @@ def test_upstream_relib_code_change_builds_swap_under_the_reloader(
 
 def _module_lines(capfd: pytest.CaptureFixture[str]) -> list[str]:
     return [ln.strip() for ln in capfd.readouterr().out.splitlines() if ln.startswith("[module]")]
+
+
+def _trial_reloader(path: Path, host: HostImports, **kwargs: Any) -> Reloader:
+    return Reloader(path, exports=EXPORTS, imports=host.implementations(),
+                    import_types=import_types("0.7"), main_restype=ctypes.c_uint64,
+                    watch=False, trial="child", **kwargs)
+
+
+@pytest.mark.parametrize("answers", ["host", "zero"])
+def test_trial_child_calls_the_hosts_imports(native: Callable[[str], Path], tmp_path: Path,
+                                             answers: str) -> None:
+    """The new version's main returns what the host's ``primitive_ret(41)`` answers,
+    plus one. Its trial child calls that import too: answered by the host's own
+    implementation (so the trial sees what the swap will see), or with zero."""
+    path = tmp_path / "libmodule.so"
+    replace(path, native("relib_0_7_code_change_a"))
+    host = HostImports("0.7")
+    with _trial_reloader(path, host, trial_imports=answers) as r:
+        replace(path, native("relib_0_7_import_main"))
+        event = r.reload()
+        assert event is not None and event.outcome == "loaded", event.summary()
+        assert event.main_result == 42  # the host's answer, in the host
+        trial_calls = 1 if answers == "host" else 0
+        assert host.calls.count(("primitive_ret", 41)) == trial_calls + 1
+        assert host.names().count("primitive_ret") == trial_calls + 1
+
+
+def test_trial_child_rejects_a_version_whose_host_import_raises(
+        native: Callable[[str], Path], tmp_path: Path) -> None:
+    """main calls the ``panic`` import, whose host implementation raises: relib aborts
+    the process that runs it. The trial child runs it and dies; this process, which
+    would have died at the swap, keeps serving the last good version."""
+    path = tmp_path / "libmodule.so"
+    replace(path, native("relib_0_7_code_change_a"))
+    host = HostImports("0.7")
+    with _trial_reloader(path, host) as r:
+        replace(path, native("relib_0_7_import_panic"))
+        event = r.reload()
+        assert event is not None and (event.outcome, event.serving) == ("rejected", 1)
+        assert event.reason is not None and event.reason.code == "reload.trial-failed"
+        assert "SIGABRT" in event.reason.message and "main" in event.reason.message
+        assert host.names() == ["panic"]  # raised here, on the child's behalf
+        assert r.module.call_main(ctypes.c_uint64) == 1
+
+
+def test_trial_names_imports_that_cannot_cross(native: Callable[[str], Path]) -> None:
+    """Imports taking or returning structures other than strings (``point``) or
+    pointers cannot be answered across processes: the child answers them with zero
+    and the result names them."""
+    from relib_pure.reload.trial import run_trial
+    from relib_pure.reload.version import LoadSpec
+    from relib_pure.reload.trial import describe_spec, trial_implementations
+
+    host = HostImports("0.7")
+    spec = LoadSpec(relib=True, exports=EXPORTS, imports=host.implementations(),
+                    import_types=import_types("0.7"), main_restype=ctypes.c_uint64)
+    result = run_trial(str(native("relib_0_7_import_main")), describe_spec(spec),
+                       implementations=trial_implementations(spec))
+    assert result.ok, result.reason()
+    assert result.forwarded == 1 and host.calls == [("primitive_ret", 41)]
+    assert set(result.zeroed) == {"point"}

@@ -33,7 +33,7 @@ from relib_pure.reload.build import run_build
 from relib_pure.reload.events import BuildResult, Outcome, ReloadEvent
 from relib_pure.reload.settle import FileState, wait_settled
 from relib_pure.reload.shadow import ShadowCopy, ShadowDir, SourceChanged
-from relib_pure.reload.trial import describe_spec, run_trial
+from relib_pure.reload.trial import describe_spec, run_trial, trial_implementations
 from relib_pure.reload.version import LoadSpec, Version, check_candidate, open_version
 from relib_pure.reload.watch import ChangeKind, Watcher, join_fully
 from relib_pure.runtime.report import UnloadReport
@@ -115,6 +115,10 @@ class Reloader:
       ``watch=False`` only reloads when :meth:`reload` is called.
     - ``trial="child"`` loads each new version and runs its main in a child
       process first, so a crash rejects it instead of killing this process.
+      The child's calls of relib imports are answered by ``imports`` here,
+      in this process (on the reloader's thread), so main sees what it will
+      see after the swap; ``trial_imports="zero"`` answers them with zero in
+      the child instead (no host code runs for a trial).
     - ``on_event(event)`` is called for every :class:`ReloadEvent` (on the
       reloader's thread), which also go to :attr:`events` (a queue) and
       :attr:`history`.
@@ -144,12 +148,15 @@ class Reloader:
                  build_timeout: float | None = None, poll: float | None = None,
                  debounce: float = DEFAULT_DEBOUNCE, settle_timeout: float = 1.0,
                  trial: Literal["child"] | None = None, trial_timeout: float = 30.0,
+                 trial_imports: Literal["host", "zero"] = "host",
                  owner: Literal["thread", "caller"] = "thread",
                  enable_alloc_tracker: bool = True, watch: bool = True,
                  shadow_dir: str | os.PathLike[str] | None = None,
                  on_event: Callable[[ReloadEvent], None] | None = None) -> None:
         if trial not in (None, "child"):
             raise ValueError(f"trial must be None or 'child', not {trial!r}")
+        if trial_imports not in ("host", "zero"):
+            raise ValueError(f"trial_imports must be 'host' or 'zero', not {trial_imports!r}")
         if owner not in ("thread", "caller"):
             raise ValueError(f"owner must be 'thread' or 'caller', not {owner!r}")
         if owner == "caller" and watch:
@@ -205,6 +212,8 @@ class Reloader:
                              enable_alloc_tracker=enable_alloc_tracker, validate=validate)
         self.trial = trial
         self._trial_spec = describe_spec(self.spec) if trial == "child" else None
+        self._trial_impls = trial_implementations(self.spec) \
+            if trial == "child" and trial_imports == "host" else None
         self.exports = _Exports(self)
         self._shadow = ShadowDir(os.fspath(shadow_dir) if shadow_dir is not None else None)
         # a forgotten reloader still removes its copies at exit
@@ -466,7 +475,8 @@ class Reloader:
             t_valid = time.monotonic()
             timings["validate"] = _ms(t_valid - t_copied)
             if self._trial_spec is not None:
-                result = run_trial(copy.path, self._trial_spec, timeout=self._trial_timeout)
+                result = run_trial(copy.path, self._trial_spec, timeout=self._trial_timeout,
+                                   implementations=self._trial_impls)
                 timings["trial"] = _ms(time.monotonic() - t_valid)
                 if not result.ok:
                     self._shadow.discard(copy)

@@ -4,9 +4,16 @@ A crash in the new code (a segfault in ``main``, an abort) then costs a child
 process and rejects the version, instead of killing the host. The child is a
 fresh interpreter (``python -m relib_pure.reload.trial_child SPEC``): it loads the
 shadow copy the same way the reloader will, runs ``main`` (relib) or
-``init`` (plain), unloads, and prints one JSON line. The host's Python
-implementations of relib imports cannot cross a process boundary: in the
-trial every import answers with a zero value of its return type.
+``init`` (plain), unloads, and prints one JSON line per stage.
+
+The module's relib imports are answered by the host's own Python
+implementations: the child sends each call up its stdout and waits for the
+answer on its stdin (:mod:`.trial_wire` says which values cross). So ``main``
+sees what it will see after the swap, and an implementation that raises
+aborts the child (as it would abort the host), which rejects the version. An
+import whose signature cannot cross (pointers, other structures) answers zero
+in the child; the result names those imports. ``implementations=None`` answers
+every import with zero (no host code runs for a trial).
 """
 
 from __future__ import annotations
@@ -14,15 +21,20 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import selectors
 import signal as signal_mod
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from relib_pure.errors import ReloadError
 
-__all__ = ["TrialResult", "describe_spec", "run_trial"]
+__all__ = ["TrialResult", "describe_spec", "run_trial", "trial_implementations"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,10 @@ class TrialResult:
     error: dict[str, Any] | None
     signal_name: str | None
     stderr: str
+    #: import calls the host's implementations answered
+    forwarded: int = 0
+    #: imports whose signature cannot cross: the child answered them with zero
+    zeroed: tuple[str, ...] = ()
 
     def reason(self) -> str:
         if self.signal_name is not None:
@@ -95,6 +111,15 @@ def describe_spec(spec: Any) -> dict[str, Any]:
             "enable_alloc_tracker": spec.enable_alloc_tracker}
 
 
+def trial_implementations(spec: Any) -> dict[str, Callable[..., Any]] | None:
+    """The Python implementations of ``spec``'s relib imports (``None``: not relib)."""
+    if not spec.relib:
+        return None
+    from relib_pure.relib import _import_specs
+
+    return _import_specs(spec.import_types, spec.interface, spec.imports or {})[1]
+
+
 def _signal_name(num: int) -> str:
     try:
         return signal_mod.Signals(num).name
@@ -102,34 +127,135 @@ def _signal_name(num: int) -> str:
         return f"signal {num}"
 
 
-def run_trial(path: str, described: dict[str, Any], *, timeout: float = 30.0) -> TrialResult:
-    """Run the child on ``path`` and report what happened to it."""
+def run_trial(path: str, described: dict[str, Any], *, timeout: float = 30.0,
+              implementations: Mapping[str, Callable[..., Any]] | None = None) -> TrialResult:
+    """Run the child on ``path`` and report what happened to it.
+
+    With ``implementations`` (import name -> callable, as ``load_module`` takes
+    them) the child's import calls are answered by them, on this thread.
+    """
     pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+    forward = implementations is not None
     cmd = [sys.executable, "-X", "faulthandler", "-m", "relib_pure.reload.trial_child",
-           json.dumps({**described, "path": path})]
-    stage, result = "start", None
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
-                              timeout=timeout, env=env, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else ""
-        return TrialResult(False, stage, {"code": "reload.trial-failed", "path": path,
-                                          "message": f"timed out after {timeout} s"}, None, err)
-    for line in proc.stdout.splitlines():
+           json.dumps({**described, "path": path, "forward": forward})]
+    stage, result, forwarded, zeroed = "start", None, 0, ()
+    deadline = time.monotonic() + timeout
+    # stderr to a file: a chatty library must not fill a pipe nobody reads meanwhile
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if forward else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=err, env=env)
         try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(msg, dict) and "stage" in msg:
-            stage = msg["stage"]
-            if "ok" in msg:
-                result = msg
+            for msg in _messages(proc, deadline):
+                if "call" in msg and proc.stdin is not None:
+                    forwarded += 1
+                    _answer(proc.stdin, implementations or {}, msg)
+                elif "stage" in msg:
+                    stage = msg["stage"]
+                    zeroed = tuple(msg.get("zeroed", zeroed))
+                    if "ok" in msg:
+                        result = msg
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return TrialResult(False, stage, {"code": "reload.trial-failed", "path": path,
+                                              "message": f"timed out after {timeout} s"},
+                               None, _read(err), forwarded, zeroed)
+        finally:
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    stream.close()
+        stderr = _read(err)
     sig = _signal_name(-proc.returncode) if proc.returncode < 0 else None
     if result is None or sig is not None:
-        return TrialResult(False, stage, None, sig, proc.stderr)
-    return TrialResult(bool(result["ok"]), stage, result.get("error"), None, proc.stderr)
+        return TrialResult(False, stage, None, sig, stderr, forwarded, zeroed)
+    return TrialResult(bool(result["ok"]), stage, result.get("error"), None, stderr,
+                       forwarded, zeroed)
+
+
+def _read(f: IO[bytes]) -> str:
+    f.seek(0)
+    return f.read().decode("utf-8", "replace")
+
+
+def _messages(proc: subprocess.Popen[bytes], deadline: float) -> Iterator[dict[str, Any]]:
+    """The child's JSON lines as they come; ``TimeoutExpired`` past ``deadline``."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    pending = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(proc.args, 0)
+            if not sel.select(left):
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(msg, dict):
+                    yield msg
+
+
+def _answer(stdin: IO[bytes], implementations: Mapping[str, Callable[..., Any]],
+            msg: dict[str, Any]) -> None:
+    """Call the host's implementation for one of the child's import calls and reply."""
+    from relib_pure.reload.trial_wire import decode, encode
+
+    name = str(msg.get("call"))
+    reply: dict[str, Any]
+    func = implementations.get(name)
+    if func is None:
+        reply = {"error": f"the host has no implementation of {name!r}"}
+    else:
+        try:
+            reply = {"result": encode(func(*[decode(a) for a in msg.get("args", ())]))}
+        except Exception as e:  # the child turns it into the module's abort
+            reply = {"error": f"{type(e).__name__}: {e}"}
+    try:
+        stdin.write((json.dumps(reply) + "\n").encode())
+        stdin.flush()
+    except (BrokenPipeError, ValueError):  # the child is gone: its exit says why
+        pass
+
+
+class _Host:
+    """The child's line to the host: import calls up, answers down, one at a time."""
+
+    def __init__(self, out: int, answers: IO[bytes]) -> None:
+        self.out = out
+        self.answers = answers
+        self.lock = threading.Lock()
+
+    def emit(self, msg: dict[str, Any]) -> None:
+        with self.lock:
+            os.write(self.out, (json.dumps(msg) + "\n").encode())
+
+    def stub(self, name: str) -> Callable[..., Any]:
+        from relib_pure.reload.trial_wire import decode, encode
+
+        def call(*args: Any) -> Any:
+            line = json.dumps({"call": name, "args": [encode(a) for a in args]}) + "\n"
+            with self.lock:  # module threads may call imports concurrently
+                os.write(self.out, line.encode())
+                answer = self.answers.readline()
+            if not answer:
+                raise RuntimeError(f"the host did not answer the import call {name!r}")
+            reply = json.loads(answer)
+            if "error" in reply:
+                raise RuntimeError(f"host import {name!r}: {reply['error']}")
+            return decode(reply.get("result"))
+        return call
 
 
 def _zero(restype: Any) -> Any:
@@ -139,12 +265,26 @@ def _zero(restype: Any) -> Any:
 def child(described: dict[str, Any]) -> int:
     """The child side: load, start, unload; one JSON line per stage on stdout."""
     from relib_pure.errors import RelibError
+    from relib_pure.reload.trial_wire import crosses
 
     out = os.dup(1)
     os.dup2(2, 1)  # what the library prints must not garble the protocol lines
+    answers = None
+    if described.get("forward"):
+        # the host's answers, on a descriptor of their own: the library gets no stdin
+        answers = os.fdopen(os.dup(0), "rb")
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+    host = _Host(out, answers) if answers is not None else None
+    zeroed: list[str] = []
 
     def emit(stage: str, **extra: Any) -> None:
-        os.write(out, (json.dumps({"stage": stage, **extra}) + "\n").encode())
+        msg = {"stage": stage, "zeroed": zeroed, **extra}
+        if host is not None:
+            host.emit(msg)
+        else:
+            os.write(out, (json.dumps(msg) + "\n").encode())
 
     path = described["path"]
     stage = "load"
@@ -157,8 +297,16 @@ def child(described: dict[str, Any]) -> int:
             for imp in described["imports"]:
                 restype = _resolve(imp["restype"])
                 argtypes = [_resolve(a) for a in imp["argtypes"]]
-                imports[imp["name"]] = (restype, argtypes,
-                                        lambda *a, _r=restype: _zero(_r))
+                # a type this interpreter cannot import is no value to send either
+                known = (restype is not None or imp["restype"] is None) and \
+                    None not in argtypes
+                if host is not None and known and crosses(restype, argtypes):
+                    func = host.stub(imp["name"])
+                else:
+                    func = (lambda *a, _r=restype: _zero(_r))
+                    if host is not None:
+                        zeroed.append(imp["name"])
+                imports[imp["name"]] = (restype, argtypes, func)
             handle: Any = load_module(path, imports=imports, owner=described["owner"],
                                       enable_alloc_tracker=described["enable_alloc_tracker"],
                                       check=False)
