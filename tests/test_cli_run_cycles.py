@@ -89,9 +89,38 @@ def test_usage_errors_exit_2(capsys, native, tmp_path: Path) -> None:
     lib = str(native("cycle_clean"))
     assert main(["run", lib, "--cycles", "0"]) == 2
     assert "--cycles must be at least 1" in capsys.readouterr().err
-    assert main(["run", lib, "--cycles", "2", "--isolated"]) == 2
-    assert "cannot be combined with --isolated" in capsys.readouterr().err
     assert main(["run", lib, "--cycles", "2", "--tolerance", "heap=3"]) == 2
     assert "unknown resource 'heap'" in capsys.readouterr().err
     assert main(["run", str(tmp_path / "none.so"), "--cycles", "2"]) == 2
     assert "cannot run: " in capsys.readouterr().out
+
+
+def test_isolated_cycles_of_a_clean_library(capsys, native, schema: dict) -> None:
+    code, data = run_json(capsys, schema, str(native("cycle_clean")), "--call", "cycle_work",
+                          "--restype", "int", "--cycles", "5", "--isolated")
+    assert code == 0, data
+    assert data["isolated"] and data["clean"] and data["stage"] == "done"
+    assert data["cycles"]["completed"] == 5 and data["cycles"]["not_clean"] == []
+    assert data["process"]["exit_status"] == 0 and data["process"]["signal"] is None
+    assert data["process"]["cycle"] == 5
+
+
+def test_isolated_cycles_report_the_cycle_a_crash_happened_in(
+        capsys, native, schema: dict, tmp_path: Path, monkeypatch) -> None:
+    """cycle_crash dereferences NULL in its third call (counted in a file across
+    loads): the child dies there, this process reports the signal and the cycle."""
+    counter = tmp_path / "calls"
+    monkeypatch.setenv("CYCLE_COUNTER", str(counter))
+    code, data = run_json(capsys, schema, str(native("cycle_crash")), "--call", "cycle_work",
+                          "--restype", "int", "--cycles", "10", "--isolated")
+    assert code == 1
+    assert data["isolated"] and not data["clean"] and data["cycles"] is None
+    proc = data["process"]
+    assert (proc["signal_name"], proc["cycle"], data["stage"]) == ("SIGSEGV", 3, "call")
+    assert counter.read_text().strip() == "3"
+    assert "Fatal Python error: Segmentation fault" in proc["stderr"]
+    counter.unlink()
+    assert main(["run", str(native("cycle_crash")), "--call", "cycle_work", "--restype", "int",
+                 "--cycles", "10", "--isolated"]) == 1
+    out = capsys.readouterr().out
+    assert "NOT CLEAN (isolated child killed by SIGSEGV during cycle 3 (call))" in out

@@ -6,8 +6,14 @@ document (``schemas/run.json``) with a ``cycles`` object: per-cycle figures,
 the growth of each resource and the cycles that were not clean; ``unload`` is
 the first report that was not clean, or the last one.
 
+With ``--isolated`` the cycles run in a child process (the same command
+without ``--isolated``): a crash in any cycle becomes the document's
+``process`` (signal, stderr, and the ``cycle`` it died in), and this process
+lives on.
+
 Exit status: 0 every cycle clean and nothing grew, 1 a cycle was not clean or
-a figure grew, 2 the library could not be read or loaded.
+a figure grew (or the isolated child crashed or timed out), 2 the library
+could not be read or loaded.
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
+import tempfile
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -65,16 +74,17 @@ def execute_cycles(args: argparse.Namespace) -> int:
 
     if args.cycles < 1:
         return _usage(args, "--cycles must be at least 1")
-    if args.isolated:
-        return _usage(args, "--cycles runs in this process; it cannot be combined with "
-                            "--isolated")
     try:
         tolerance = parse_tolerances(args.tolerance)
     except ValueError as e:
         return _usage(args, str(e))
-    cycle = LibraryCycle(args.path, call=args.call, restype=args.restype, times=args.times,
-                         relib=None if args.protocol else False, owner=args.owner,
-                         check=args.check, lazy=args.lazy, deepbind=args.deepbind)
+    if args.isolated:
+        return _execute_isolated(args)
+    progress = _progress_writer()
+    cls = LibraryCycle if progress is None else _reporting_cycle(progress)
+    cycle = cls(args.path, call=args.call, restype=args.restype, times=args.times,
+                relib=None if args.protocol else False, owner=args.owner,
+                check=args.check, lazy=args.lazy, deepbind=args.deepbind)
     try:
         with native_stdout_to_stderr():
             run = run_cycles(cycle, path=cycle.path, cycles=args.cycles, tolerance=tolerance)
@@ -86,6 +96,138 @@ def execute_cycles(args: argparse.Namespace) -> int:
         return 2 if e.code.startswith(_USAGE_PREFIXES) else 1
     _print(args, _run_document(cycle, run), run.describe())
     return 0 if run.clean else 1
+
+
+#: environment variable naming the descriptor an isolated child reports its progress on
+PROGRESS_ENV = "RELIB_PURE_CYCLE_PROGRESS_FD"
+_PROGRESS_SIZE = 128
+
+
+def _progress_writer() -> Any:
+    """In an isolated child: a function recording ``(cycle, stage)``, else ``None``.
+
+    The record is rewritten in place at the start of a small file (never a
+    pipe: ten thousand cycles must not fill a buffer nobody reads until the
+    child ends), so what the parent finds is where the child last was.
+    """
+    raw = os.environ.pop(PROGRESS_ENV, None)
+    if raw is None or not raw.isdigit():
+        return None
+    fd = int(raw)
+
+    def record(cycle: int, stage: str) -> None:
+        line = json.dumps({"cycle": cycle, "stage": stage}).encode()
+        try:
+            os.pwrite(fd, line.ljust(_PROGRESS_SIZE), 0)
+        except OSError:
+            pass
+    return record
+
+
+def _reporting_cycle(record: Any) -> Any:
+    """A :class:`LibraryCycle` that records each cycle's stages with ``record``."""
+    from relib_pure.runtime.cycles import LibraryCycle
+
+    class ReportingCycle(LibraryCycle):
+        number = 0
+
+        def load(self) -> Any:
+            self.number += 1
+            record(self.number, "load")
+            return super().load()
+
+        def invoke(self, module: Any) -> tuple[Any, Any]:
+            record(self.number, "call")
+            return super().invoke(module)
+
+        def unload(self, module: Any, result: Any = None, main_result: Any = None) -> Any:
+            record(self.number, "unload")
+            return super().unload(module, result, main_result)
+    return ReportingCycle
+
+
+def _child_command(args: argparse.Namespace) -> list[str]:
+    """This very ``run --cycles`` command, without ``--isolated``, for the child."""
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "relib_pure", "run", "--json",
+           "--cycles", str(args.cycles), "--times", str(args.times), "--owner", args.owner,
+           f"--restype={args.restype}"]
+    cmd += [f"--tolerance={t}" for t in args.tolerance]
+    if args.call is not None:
+        cmd.append(f"--call={args.call}")
+    if not args.check:
+        cmd.append("--no-check")
+    if args.lazy:
+        cmd.append("--lazy")
+    if args.deepbind:
+        cmd.append("--deepbind")
+    if not args.protocol:
+        cmd.append("--plain")
+    return cmd + ["--", args.path]  # a path may begin with "-"
+
+
+def _execute_isolated(args: argparse.Namespace) -> int:
+    from relib_pure.runtime.probe import _signal_name
+
+    env = dict(os.environ)
+    # the child must import this very package, wherever it was imported from
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+    with tempfile.TemporaryFile() as progress:
+        env[PROGRESS_ENV] = str(progress.fileno())
+        timed_out = False
+        try:
+            proc = subprocess.run(_child_command(args), capture_output=True, text=True,
+                                  errors="replace", timeout=args.timeout, env=env,
+                                  pass_fds=(progress.fileno(),), stdin=subprocess.DEVNULL)
+            returncode: int | None = proc.returncode
+            out, err = proc.stdout, proc.stderr
+        except subprocess.TimeoutExpired as e:
+            timed_out, returncode = True, None
+            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else ""
+            err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else ""
+        where = _last_progress(progress.fileno())
+    sig = -returncode if returncode is not None and returncode < 0 else None
+    process = {"exit_status": returncode if returncode is not None and returncode >= 0 else None,
+               "signal": sig, "signal_name": _signal_name(sig) if sig else None,
+               "timed_out": timed_out, "stderr": err, "cycle": where.get("cycle")}
+    try:
+        data = json.loads(out) if sig is None and not timed_out else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and "cycles" in data:
+        # the child finished: its verdict stands, with how its process ended
+        data.update(isolated=True, process=process)
+        _print(args, data, _isolated_text(data))
+        return returncode if returncode in (0, 1, 2) else 1
+    stage = str(where.get("stage", "load"))
+    data = {"version": 1, "path": args.path, "isolated": True, "stage": stage, "clean": False,
+            "main": None, "call": None, "unload": None, "error": None, "process": process,
+            "cycles": None}
+    _print(args, data, _isolated_text(data))
+    return 1
+
+
+def _last_progress(fd: int) -> dict[str, Any]:
+    try:
+        raw = os.pread(fd, _PROGRESS_SIZE, 0).strip()
+        found = json.loads(raw) if raw else {}
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _isolated_text(data: dict[str, Any]) -> str:
+    proc = data["process"]
+    if data.get("cycles") is not None:
+        from relib_pure.cli.run_cmd import render_text
+
+        return render_text(data)
+    why = f"killed by {proc['signal_name']}" if proc["signal"] else \
+        "timed out" if proc["timed_out"] else f"exited with status {proc['exit_status']}"
+    at = f" during cycle {proc['cycle']} ({data['stage']})" if proc["cycle"] else ""
+    lines = [f"{data['path']}: NOT CLEAN (isolated child {why}{at})"]
+    lines += [f"    | {t}" for t in proc["stderr"].strip().splitlines()[-5:]]
+    return "\n".join(lines)
 
 
 def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
