@@ -362,7 +362,10 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
         if interface is not None else []
     if exports is not None:
         export_specs.extend(normalize_specs(getattr(exports, "exports", exports), "Exports"))
-    import_specs, impls = _import_specs(import_types, interface, imports or {})
+    import_specs: tuple[FunctionSpec, ...] = ()
+    impls: dict[str, Callable[..., Any]] = {}  # nothing declared: the common reload loop
+    if import_types is not None or interface is not None or imports:
+        import_specs, impls = _import_specs(import_types, interface, imports or {})
     if check:
         from relib_pure.runtime.validate import check_report_for
 

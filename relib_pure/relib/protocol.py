@@ -102,6 +102,7 @@ class RelibDriver:
         self.import_table: ImportTable | None = None
         self.freed: allocs.PackedAllocations | None = None
         self._internal: dict[str, int] = {}
+        self._bound: dict[tuple[str, Any], Any] = {}
         self._resolve: Callable[[str], int | None] | None = None
         self._owner_ident: int | None = None
         self._unload_started = False
@@ -187,7 +188,12 @@ class RelibDriver:
     # -- unload ---------------------------------------------------------------
 
     def _call_internal(self, suffix: str, proto: Any = _VOID, *args: Any) -> Any:
-        return proto(self._internal[suffix])(*args)
+        # one function object per export and prototype for the module's lifetime
+        key = (suffix, proto)
+        fn = self._bound.get(key)
+        if fn is None:
+            fn = self._bound[key] = proto(self._internal[suffix])
+        return fn(*args)
 
     def spawned_threads_count(self) -> int:
         """Threads the module started that have not returned yet."""
