@@ -142,11 +142,24 @@ def parse_relib_version(text: str) -> Version | None:
     return (int(m.group(1)), int(m.group(2)), int(m.group(3)))
 
 
+_by_version_text: dict[str, Generation | None] = {}
+
+
 def generation_for(relib_version: str | Version) -> Generation | None:
     """The protocol generation of a relib version, or ``None`` if unsupported."""
-    version = parse_relib_version(relib_version) if isinstance(relib_version, str) else relib_version
-    if version is None:
-        return None
+    if not isinstance(relib_version, str):
+        return _generation_of(relib_version)
+    # asked again at every load of a module: the answer per spelling is fixed
+    if relib_version in _by_version_text:
+        return _by_version_text[relib_version]
+    version = parse_relib_version(relib_version)
+    found = _generation_of(version) if version is not None else None
+    if len(_by_version_text) < 256:
+        _by_version_text[relib_version] = found
+    return found
+
+
+def _generation_of(version: Version) -> Generation | None:
     for gen in GENERATIONS:
         if gen.covers(version):
             return gen

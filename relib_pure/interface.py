@@ -30,6 +30,7 @@ it the symbol is the plain name.
 from __future__ import annotations
 
 import ctypes
+import functools
 import inspect as _pyinspect
 import os
 import types
@@ -72,7 +73,7 @@ class Function:
             if t is not None and not _is_ctype(t):
                 raise TypeError(f"{self.name}: {t!r} is not a ctypes type")
 
-    @property
+    @functools.cached_property
     def symbol(self) -> str:
         """The symbol name in the library (see :func:`symbol_for`)."""
         return symbol_for(self)

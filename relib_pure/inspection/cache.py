@@ -37,14 +37,14 @@ def inspect_identified(path: str, st: os.stat_result | None = None) -> tuple[Lib
     Inspection is CPU-bound under the GIL anyway: one lock lets the losers of a
     race read the winner's result instead of parsing the file again.
     """
-    from relib_pure.inspection import inspect
-
     key = identity_key(path, st if st is not None else os.stat(path))
     with _lock:
         info = _cache.get(key)
         if info is not None:
             _cache.move_to_end(key)
             return info, False
+        from relib_pure.inspection import inspect
+
         info = inspect(path)
         _cache[key] = info
         while len(_cache) > CACHE_SIZE:

@@ -87,9 +87,11 @@ def auto_driver(info: LibraryInfo) -> RelibDriver | None:
 
 
 def _expectation(expect: Any) -> Any:
+    if expect is None:
+        return None
     from relib_pure.compat import Expectation
 
-    if expect is None or isinstance(expect, Expectation):
+    if isinstance(expect, Expectation):
         return expect
     if isinstance(expect, RelibModule):
         return Expectation.like(expect.module.info)

@@ -44,6 +44,8 @@ _EXIT = CFUNCTYPE(None, RawSlice)
 _NO_ALLOC_TRACKER = ("seems like this module doesn't have a registered global alloc tracker")
 
 
+_MAIN = relib_spec("main")
+_BEFORE_UNLOAD = relib_spec("before_unload")
 _INIT_PROTOTYPES = {flag: CFUNCTYPE(None, *init_argtypes(flag)) for flag in (False, True)}
 
 
@@ -147,9 +149,8 @@ class RelibDriver:
             raise SymbolMissing(f"relib {gen.name} module lacks required symbols: "
                                 f"{', '.join(missing)}", path=path, symbols=tuple(missing))
         self.import_table = table
-        self.main = bind_export(relib_spec("main"), gen, resolve, path=path,
-                                invoke=self._invoke)
-        self.before_unload = bind_export(relib_spec("before_unload"), gen, resolve, path=path,
+        self.main = bind_export(_MAIN, gen, resolve, path=path, invoke=self._invoke)
+        self.before_unload = bind_export(_BEFORE_UNLOAD, gen, resolve, path=path,
                                          invoke=self._invoke)
         if self.unloading:
             self._init(slots)

@@ -156,30 +156,40 @@ def _check(info: LibraryInfo, file_key: tuple[Any, ...], policy: Any) -> Any:
     ``$LD_LIBRARY_PATH``, which join the key. A policy that cannot be hashed is
     never cached.
     """
-    from relib_pure.compat import check as run_check
-
     extra: tuple[Any, ...] = ()
     if policy.runs("resolve"):
         # resolve also reads the NEEDED libraries and this process's loaded
         # objects: keyed by the loader's own list of them and the search path
         # (a changed library on disk elsewhere is dlopen's to find: RTLD_NOW)
-        from relib_pure.runtime import dl
-
-        extra = (dl.loaded_chain(), os.environ.get("LD_LIBRARY_PATH", ""))
+        extra = (_loaded_chain(), os.environ.get("LD_LIBRARY_PATH", ""))
+    key = (file_key, policy, extra)
     try:
-        key = (file_key, policy, extra)
         hash(key)
     except TypeError:
-        return run_check(info, policy)
+        return _run_check(info, policy)
     with _cache_lock:
         report = _check_cache.get(key)
         if report is not None:
             _check_cache.move_to_end(key)
             return report
-    report = run_check(info, policy)
+    report = _run_check(info, policy)
     with _cache_lock:
         _store(_check_cache, key, report)
     return report
+
+
+def _run_check(info: LibraryInfo, policy: Any) -> Any:
+    from relib_pure.compat import check as run_check
+
+    return run_check(info, policy)
+
+
+def _loaded_chain() -> tuple[int, ...]:
+    from relib_pure.runtime import dl  # ctypes: imported by the first check that resolves
+
+    global _loaded_chain
+    _loaded_chain = dl.loaded_chain
+    return dl.loaded_chain()
 
 
 def check_report_for(validated: Validated, policy: Any) -> Any:
