@@ -304,6 +304,21 @@ class RelibModule:
         return self.module.unload()
 
 
+_RUNTIME: tuple[Any, Any, Any] | None = None
+
+
+def _runtime() -> tuple[Any, Any, Any]:
+    """``(load_validated, validate, check_report_for)``, imported on first use (the
+    runtime is imported lazily; an import statement per load costs more than this)."""
+    global _RUNTIME
+    if _RUNTIME is None:
+        from relib_pure.runtime.module import load_validated
+        from relib_pure.runtime.validate import check_report_for, validate
+
+        _RUNTIME = (load_validated, validate, check_report_for)
+    return _RUNTIME
+
+
 _DEFAULT_POLICIES: dict[bool, Any] = {}
 
 
@@ -352,9 +367,7 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
     ``load.already-loaded``, ``load.dlopen``, ``load.symbol-missing`` (every
     missing symbol listed).
     """
-    from relib_pure.runtime.module import load_validated
-    from relib_pure.runtime.validate import validate
-
+    load_validated, validate, check_report_for = _runtime()
     validated = validate(path, check=False)
     gen, ci = select_generation(validated.info)
     if interface is None and getattr(exports, "imports", None):
@@ -364,13 +377,12 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
         if interface is not None else []
     if exports is not None:
         export_specs.extend(normalize_specs(getattr(exports, "exports", exports), "Exports"))
+    declared = _dedupe(export_specs)
     import_specs: tuple[FunctionSpec, ...] = ()
     impls: dict[str, Callable[..., Any]] = {}  # nothing declared: the common reload loop
     if import_types is not None or interface is not None or imports:
         import_specs, impls = _import_specs(import_types, interface, imports or {})
     if check:
-        from relib_pure.runtime.validate import check_report_for
-
         pol = policy if policy is not None else _default_policy(ci.unloading_enabled)
         wanted = _expectation(expect)
         if wanted is not None:
@@ -380,16 +392,16 @@ def load_module(path: str | os.PathLike[str], *, exports: Any = None,
         report = check_report_for(validated, pol)
         if pol.runs("interface"):
             report = _with_signature_findings(report, validated,
-                                              (*_dedupe(export_specs), *import_specs), pol)
+                                              (*declared, *import_specs), pol)
         report.raise_for_errors()
-        validated = dataclasses.replace(validated, check_report=report)
+        validated = validated.with_report(report)
     if not enable_alloc_tracker and not gen.init_has_alloc_tracker_flag:
         log.warning("%s: relib %s has no enable_alloc_tracker flag; the tracker stays on",
                     validated.path, gen.name)
-    driver = RelibDriver(gen, ci, exports=_dedupe(export_specs), imports=import_specs,
+    driver = RelibDriver(gen, ci, exports=declared, imports=import_specs,
                          implementations=impls, enable_alloc_tracker=enable_alloc_tracker,
                          path=validated.path)
-    module = load_validated(validated, owner=owner, driver=driver)  # type: ignore[arg-type]
+    module = load_validated(validated, owner=owner, driver=driver)
     relib_module = RelibModule(module, driver)
     driver.invoke = relib_module._invoke
     return relib_module

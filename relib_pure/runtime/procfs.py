@@ -193,9 +193,13 @@ _query = _ProcmapQuery(size=ctypes.sizeof(_ProcmapQuery),
 _query_addr = ctypes.addressof(_query)
 
 
+# the perms column for each combination of the four flag bits
+_PERMS_BY_FLAGS = tuple("".join(c if flags & bit else "-" for bit, c in _VMA_PERMS)
+                        + ("s" if flags & _VMA_SHARED else "p") for flags in range(16))
+
+
 def _perms(flags: int) -> str:
-    return "".join(c if flags & bit else "-" for bit, c in _VMA_PERMS) + \
-        ("s" if flags & _VMA_SHARED else "p")
+    return _PERMS_BY_FLAGS[flags & 0xF]
 
 
 def query_mapping(address: int) -> Mapping | None:

@@ -55,6 +55,11 @@ class Validated:
     info: LibraryInfo
     check_report: Any = None
 
+    def with_report(self, report: Any) -> Validated:
+        """This validation with ``report`` as its check report
+        (``dataclasses.replace`` introspects the class on every call)."""
+        return Validated(self.path, self.real_path, self.file, self.info, report)
+
 
 def _stat(path: str) -> os.stat_result:
     try:
