@@ -89,3 +89,84 @@ def test_chunk_larger_than_its_maps_line_is_not_pythons(reservation: int) -> Non
     # a size field reaching past the line's end is no chunk of this line
     header = struct.pack("@PPP", 0, 2 * _CHUNK, 0)
     assert _leaks_at(reservation, header) == [(reservation, reservation + _CHUNK - _PAGE)]
+
+
+_POOL = 16 << 10
+# obmalloc's pool header: ref, freeblock, nextpool, prevpool, arenaindex, szidx,
+# nextoffset, maxnextoffset (a pool of 48-byte blocks, one in use)
+_POOL_HEADER = struct.Struct("@PPPPIIII")
+
+
+def _pool_header(pool: int, szidx: int = 2, nextoffset: int = 96,
+                 maxnext: int | None = None) -> bytes:
+    size = (szidx + 1) * 16
+    return _POOL_HEADER.pack(1, 0, pool, pool, 0, szidx, nextoffset,
+                             _POOL - size if maxnext is None else maxnext)
+
+
+def _arena_tail_then_chunk(at: int, chunk_header: bytes, pool_header: bytes | None = None) -> None:
+    """Fill 48 KiB at ``at`` (a page past a pool boundary) as CPython leaves memory
+    when an arena and a frame chunk are mapped back to back: three pages of slack,
+    one pool in use, one unused page at the arena's end, then a 16 KiB chunk
+    whose frames are anything but zeros."""
+    first_pool = at + 3 * _PAGE
+    assert first_pool % _POOL == 0
+    header = pool_header if pool_header is not None else _pool_header(first_pool)
+    ctypes.memmove(first_pool, header, _POOL_HEADER.size)
+    chunk = first_pool + _POOL + _PAGE
+    body = b"\x5a" * (_CHUNK - len(chunk_header))
+    ctypes.memmove(chunk, chunk_header + body, _CHUNK)
+
+
+@pytest.fixture
+def pool_aligned_room():
+    """64 KiB of free address space whose start lies one page past a pool boundary."""
+    size = 8 * _POOL
+    base = _map(None, size, _PROT_NONE)
+    _munmap(base, size)  # a hole nothing else maps into during the test
+    at = (base + _POOL - 1) // _POOL * _POOL + _PAGE
+    yield at
+    _munmap(at, 3 * _CHUNK)
+
+
+def _fresh_leaks(at: int, chunk_header: bytes,
+                 pool_header: bytes | None = None) -> list[tuple[int, int]]:
+    before = verify.take_snapshot(procfs.read_maps())
+    _map(at, 3 * _CHUNK, mmap.PROT_READ | mmap.PROT_WRITE)
+    _arena_tail_then_chunk(at, chunk_header, pool_header)
+    after = procfs.read_maps()
+    fid = procfs.file_id(os.stat(sys.executable))
+    found = verify.leaked_mappings(before, after, fid, sys.executable)  # type: ignore[arg-type]
+    return [(m.start, m.end) for m in found if at <= m.start < at + 3 * _CHUNK]
+
+
+def test_arena_end_merged_with_a_frame_chunk_is_pythons(pool_aligned_room: int) -> None:
+    assert _fresh_leaks(pool_aligned_room, struct.pack("@PPP", 0, _CHUNK, 0)) == []
+
+
+def test_arena_end_merged_with_something_else_is_a_leak(pool_aligned_room: int) -> None:
+    at = pool_aligned_room
+    assert _fresh_leaks(at, b"not a chunk header......") == [(at, at + 3 * _CHUNK)]
+
+
+_CHUNK_HEADER = struct.pack("@PPP", 0, _CHUNK, 0)
+
+
+def test_fully_carved_pool_is_pythons(pool_aligned_room: int) -> None:
+    """obmalloc carves blocks until nextoffset passes maxnextoffset: a pool of 96-byte
+    blocks all handed out has nextoffset = 16384 > maxnextoffset = 16288."""
+    pool = pool_aligned_room + 3 * _PAGE
+    header = _pool_header(pool, szidx=5, nextoffset=_POOL)
+    assert _fresh_leaks(pool_aligned_room, _CHUNK_HEADER, header) == []
+
+
+@pytest.mark.parametrize("why", ["maxnext-of-another-size", "size-class-out-of-range",
+                                 "nextoffset-past-the-pool"])
+def test_pool_header_that_fits_no_size_class_is_a_leak(pool_aligned_room: int,
+                                                       why: str) -> None:
+    at = pool_aligned_room
+    pool = at + 3 * _PAGE
+    header = {"maxnext-of-another-size": _pool_header(pool, szidx=5, maxnext=_POOL - 48),
+              "size-class-out-of-range": _pool_header(pool, szidx=40, maxnext=_POOL - 656),
+              "nextoffset-past-the-pool": _pool_header(pool, nextoffset=_POOL + 16)}[why]
+    assert _fresh_leaks(at, _CHUNK_HEADER, header) == [(at, at + 3 * _CHUNK)]

@@ -263,6 +263,9 @@ _CHUNK_HEADER = struct.Struct("@PP")  # _PyStackChunk: previous, size
 # prevpool, arenaindex, szidx, nextoffset, maxnextoffset
 _POOL = 16 << 10
 _POOL_HEADER = struct.Struct("@PPPPIIII")
+# obmalloc's block sizes: multiples of 16 bytes (8 on 32-bit) up to 512
+_ALIGNMENT_SHIFT = 4 if sys.maxsize > 2**32 else 3
+_SIZE_CLASSES = 512 >> _ALIGNMENT_SHIFT
 # the largest part read to recognise (obmalloc arenas are 1 MiB, chunks smaller)
 _MAX_PYTHON_SPAN = 8 << 20
 
@@ -293,19 +296,20 @@ def _python_memory(line_start: int, line_end: int, end: int, start: int) -> bool
     return False
 
 
-_ZEROS = bytes(_POOL)
-
-
 def _walk(mem: _Memory, at: int, end: int, start: int, limit: int) -> bool:
     """Whether pieces laid end to end from ``at`` cover ``[start, end)``.
 
-    A frame chunk may reach past ``end`` up to ``limit`` (the end of its maps
-    line): the part is then the chunk's first pages, the rest lying where an
-    older mapping was.
+    A piece is a frame chunk (at any page), a pool in use (on a pool
+    boundary) or a page of zeros: an unused pool, an arena's slack before its
+    first pool or after its last, which may be any number of pages. A frame
+    chunk may reach past ``end`` up to ``limit`` (the end of its maps line):
+    the part is then the chunk's first pages, the rest lying where an older
+    mapping was.
 
-    Each piece is read on its own (a header, or at most one pool to see it
-    unused), never the whole span.
+    Each piece is read on its own (a header, or one page to see it unused),
+    never the whole span.
     """
+    page = mmap.PAGESIZE
     recognised = False
     while at < end:
         if end - at < _POOL_HEADER.size:
@@ -318,23 +322,30 @@ def _walk(mem: _Memory, at: int, end: int, start: int, limit: int) -> bool:
         _previous, size = _CHUNK_HEADER.unpack_from(head)
         if size >= _PY_DATASTACK and not size % _PY_DATASTACK and at + size <= limit:
             step = size  # a frame chunk
-        elif at % _POOL:
-            step = _POOL - at % _POOL  # an arena's slack before its first pool
-            gap = mem.read(at, min(step, end - at))
-            if gap is None or gap != _ZEROS[:len(gap)]:
+        elif not any(head):
+            # zeros are anyone's: skipped page by page, never what recognises the part
+            blank = mem.read(at, min(_READ_MAX, end - at))
+            if blank is None:
                 return False
-            at += step
+            zeros = len(blank) - len(blank.lstrip(b"\0"))
+            if zeros < len(blank):
+                zeros -= zeros % page  # whole pages only: a piece starts on one
+            if not zeros:
+                return False
+            at += zeros
             continue
-        elif not any(head) and mem.read(at, min(_POOL, end - at)) == _ZEROS[:min(_POOL, end - at)]:
-            at += _POOL  # an unused pool (or the arena's unused tail)
-            continue
-        else:
+        elif at % _POOL == 0:
             _ref, free, _next, _prev, _arena, szidx, nextoffset, maxnext = \
                 _POOL_HEADER.unpack(head)
-            if not (free == 0 or at < free < at + _POOL) or szidx >= 64 or \
-                    not nextoffset <= maxnext <= _POOL:
+            # a pool of one size class: its last block ends at the pool's end, and
+            # carving stops one block past that (nextoffset may exceed maxnext)
+            if not (free == 0 or at < free < at + _POOL) or szidx >= _SIZE_CLASSES or \
+                    maxnext != _POOL - ((szidx + 1) << _ALIGNMENT_SHIFT) or \
+                    not nextoffset <= _POOL:
                 return False
             step = _POOL  # a pool in use
+        else:
+            return False
         if at + step <= start:
             return False  # the walk must reach into the part with this piece
         recognised = True
