@@ -170,3 +170,26 @@ def test_pool_header_that_fits_no_size_class_is_a_leak(pool_aligned_room: int,
               "size-class-out-of-range": _pool_header(pool, szidx=40, maxnext=_POOL - 656),
               "nextoffset-past-the-pool": _pool_header(pool, nextoffset=_POOL + 16)}[why]
     assert _fresh_leaks(at, _CHUNK_HEADER, header) == [(at, at + 3 * _CHUNK)]
+
+
+@pytest.mark.parametrize("first", ["pool", "garbage"])
+def test_untouched_pages_of_a_line_that_is_pythons(pool_aligned_room: int, first: str) -> None:
+    """A new arena's unused pools are zeros; where an older mapping lay under the
+    arena's used pool, only those zero pages are new. They recognise nothing by
+    themselves: the whole line (a pool in use, then zeros) is CPython's, so they are
+    too; the same zeros after something else are reported."""
+    pool = pool_aligned_room + 3 * _PAGE
+    rw = mmap.PROT_READ | mmap.PROT_WRITE
+    try:
+        _map(pool, _POOL, rw)  # the older mapping
+        before = verify.take_snapshot(procfs.read_maps())
+        _map(pool, 3 * _POOL, rw)
+        ctypes.memmove(pool, _pool_header(pool) if first == "pool" else b"\x5a" * 48, 48)
+        after = procfs.read_maps()
+        fid = procfs.file_id(os.stat(sys.executable))
+        found = verify.leaked_mappings(before, after, fid,  # type: ignore[arg-type]
+                                       sys.executable)
+        leaks = [(m.start, m.end) for m in found if pool <= m.start < pool + 3 * _POOL]
+        assert leaks == ([] if first == "pool" else [(pool + _POOL, pool + 3 * _POOL)])
+    finally:
+        _munmap(pool, 3 * _POOL)

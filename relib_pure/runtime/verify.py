@@ -293,6 +293,12 @@ def _python_memory(line_start: int, line_end: int, end: int, start: int) -> bool
             # walked from each candidate on its own: pages below may come and go
             if _walk(mem, at, end, start, line_end):
                 return True
+        # a part of untouched pages (an arena's unused pools, where an older
+        # mapping ended) recognises nothing by itself: then the whole line must
+        # be CPython's, piece by piece from its start
+        whole = line_end - line_start
+        if line_start < start and whole <= _MAX_PYTHON_SPAN:
+            return _walk(mem, line_start, line_end, line_start, line_end)
     return False
 
 
