@@ -99,6 +99,9 @@ class AllocStore:
         self.ops = 0
         self.callback_seconds = 0.0
         self.fold_seconds = 0.0
+        #: set by the unload sequence: its last batches are folded by the reader
+        #: that follows at once (``pack``), so the folder thread is not woken
+        self.fold_on_read = False
 
     def __len__(self) -> int:
         self.fold()
@@ -135,7 +138,7 @@ class AllocStore:
             self.callback_seconds += time.perf_counter() - start
         if backlog > MAX_PENDING_BATCHES:
             self.fold()
-        elif backlog:
+        elif backlog and not self.fold_on_read:
             _folder.wake(self)
 
     def fold(self) -> None:

@@ -191,6 +191,8 @@ def build_imports(specs: tuple[FunctionSpec, ...], implementations: Mapping[str,
     """
     table = ImportTable(generation, path)
     writes: dict[int, Any] = {}
+    if not specs and not implementations:
+        return table, writes  # a module loaded without imports: nothing to check
     missing_symbols = []
     missing_impls = [s.name for s in specs if s.name not in implementations]
     if missing_impls:

@@ -220,6 +220,9 @@ class RelibDriver:
         self._call_internal("run_thread_local_dtors")
         if self.generation.cleanup_export:
             self._call_internal(self.generation.cleanup_export)
+        live = allocs.lookup(self.module_id) if self.module_id is not None else None
+        if live is not None:
+            live.fold_on_read = True  # pack() below folds what the flush reports
         self._call_internal("take_cached_allocs_before_exit")
         assert self.module_id is not None
         store = allocs.remove(self.module_id)
