@@ -167,6 +167,9 @@ def run_trial(path: str, described: dict[str, Any], *, timeout: float = 30.0,
             for stream in (proc.stdin, proc.stdout):
                 if stream is not None:
                     stream.close()
+            if proc.poll() is None:  # left by an exception (Ctrl-C in an implementation)
+                proc.kill()
+                proc.wait()
         stderr = _read(err)
     sig = _signal_name(-proc.returncode) if proc.returncode < 0 else None
     if result is None or sig is not None:
