@@ -124,3 +124,12 @@ def test_isolated_cycles_report_the_cycle_a_crash_happened_in(
                  "--cycles", "10", "--isolated"]) == 1
     out = capsys.readouterr().out
     assert "NOT CLEAN (isolated child killed by SIGSEGV during cycle 3 (call))" in out
+
+
+def test_isolated_cycles_that_hang_are_timed_out(capsys, native, schema: dict) -> None:
+    code, data = run_json(capsys, schema, str(native("cycle_hang")), "--call", "cycle_work",
+                          "--restype", "int", "--cycles", "3", "--isolated", "--timeout", "2")
+    assert code == 1
+    proc = data["process"]
+    assert proc["timed_out"] and proc["signal"] is None and data["cycles"] is None
+    assert (proc["cycle"], data["stage"]) == (1, "call")
