@@ -307,8 +307,9 @@ class DebugSignature(_ToDict):
     ``role``: ``relib-export`` (a ``__relib__`` trait function),
     ``relib-entry`` (``main``, ``before_unload``), ``relib-import`` (an import
     slot: a function-pointer static the host fills), ``relib-post`` (a
-    ``__post`` companion function or slot) or ``function`` (any other
-    exported function). ``params``/``returns`` are as compiled, including
+    ``__post`` companion function or slot), ``function`` (any other
+    exported function) or ``variable`` (an exported data object: ``returns``
+    is its type, there are no ``params``). ``params``/``returns`` are as compiled, including
     relib's leading success or out-pointer (see ``convention``: ``success``
     for ``R f(bool *success, ...)``, ``out-pointer`` for ``bool f(R *ret,
     ...)``, ``None`` for a plain C call). ``unit`` names the compile unit.

@@ -50,6 +50,22 @@ def test_c_pair_breaking_changes(native) -> None:
     assert grown.severity == "error" and (grown.details["old"], grown.details["new"]) == (16, 32)
 
 
+def test_variable_types_changed_at_the_same_size(native) -> None:
+    """double -> int64_t and a struct member float -> int32_t keep every size (no
+    object-size change), but a host built for the old build reads garbage."""
+    result = _diff(native("dwarf_vars_v1"), native("dwarf_vars_v2"))
+    assert result.breaking
+    assert not [c for c in result.changes if c.code == "diff.object-size-changed"]
+    changed = _by_symbol(result, "diff.variable-type-changed")
+    assert set(changed) == {"vars_rate", "vars_config"}  # vars_count is unchanged
+    assert "double (8 bytes) became int64_t (8 bytes)" in changed["vars_rate"]
+    assert "member 'ratio': float (4 bytes) became int32_t (4 bytes)" in changed["vars_config"]
+    details = [c.details for c in result.changes if c.code == "diff.variable-type-changed"]
+    assert {(d["old"], d["new"]) for d in details} == {("double", "int64_t"),
+                                                        ("struct vars_config",
+                                                         "struct vars_config")}
+
+
 def test_addition_only_is_compatible(native, capsys) -> None:
     old, new = native("dwarf_sig_v1"), native("dwarf_sig_v1_extra")
     result = _diff(old, new)
@@ -126,17 +142,19 @@ ABIDIFF = shutil.which("abidiff")
                     reason="abidiff (abigail-tools) not installed")
 @pytest.mark.parametrize("old,new", [("dwarf_sig_v1", "dwarf_sig_v2"),
                                      ("dwarf_sig_v1", "dwarf_sig_v1_extra"),
-                                     ("dwarf_sig_v1", "dwarf_sig_v1")])
+                                     ("dwarf_sig_v1", "dwarf_sig_v1"),
+                                     ("dwarf_vars_v1", "dwarf_vars_v2")])
 def test_verdict_agrees_with_abidiff(native, old, new) -> None:
     """abidiff's exit bit 8 (ABIDIFF_ABI_INCOMPATIBLE_CHANGE) or a changed
-    function (bit 4 with changes listed) against our breaking verdict; where
-    the two differ in detail is documented in the README."""
+    function or variable (bit 4 with changes listed) against our breaking
+    verdict; where the two differ in detail is documented in the README."""
     assert ABIDIFF is not None, "CI installs abigail-tools"
     a, b = native(old), native(new)
     done = subprocess.run([ABIDIFF, str(a), str(b)], capture_output=True, text=True, timeout=120)
     assert done.returncode & 1 == 0, done.stderr  # bit 0: abidiff itself failed
-    theirs = bool(done.returncode & 8) or "Changed" in done.stdout and \
-        " 0 Changed" not in done.stdout.split("Functions changes summary:")[-1].split("\n")[0]
+    theirs = bool(done.returncode & 8) or any(
+        " 0 Changed" not in done.stdout.split(f"{kind} changes summary:")[-1].split("\n")[0]
+        for kind in ("Functions", "Variables") if f"{kind} changes summary:" in done.stdout)
     ours = _diff(a, b)
     assert ours.breaking == theirs, (done.stdout, ours.changes)
     if ours.breaking:

@@ -69,8 +69,13 @@ def test_only_units_holding_symbols_are_read(v1) -> None:
     debug = read_debug_info(inspect(v1))
     assert debug.units_read == debug.units_total == 1
     assert debug.dwarf_version in (4, 5)
-    # plain data has no signature and is not reported missing
-    assert "sig_on_event" not in {s.symbol for s in debug.signatures}
+    # an exported variable's signature is its type (found among the unit's
+    # top-level entries: address ranges cover code only)
+    (event,) = [s for s in debug.signatures if s.symbol == "sig_on_event"]
+    assert event.role == "variable" and event.params == ()
+    assert (event.returns.kind, event.returns.typedef) == ("function-pointer", "sig_callback")
+    (table,) = [s for s in debug.signatures if s.symbol == "sig_table"]
+    assert (table.returns.kind, table.returns.size) == ("array", 16)
     assert debug.missing == ()
 
 
@@ -104,8 +109,9 @@ def test_inspect_json_carries_signatures(capsys, v1, native) -> None:
 def test_inspect_text_lists_signatures(capsys, v1) -> None:
     assert main(["inspect", str(v1)]) == 0
     out = capsys.readouterr()[0]
-    assert "signatures (9):" in out
+    assert "signatures (11):" in out  # 9 functions, 2 variables
     assert "sig_span_make(p: char *, n: size_t) -> struct sig_span" in out
+    assert "sig_on_event: sig_callback" in out
     assert "debug:" in out and "1 of 1 compile unit(s)" in out
 
 

@@ -351,7 +351,10 @@ def _debug_summary(info: LibraryInfo) -> str:
 
 def signature_text(sig: DebugSignature) -> str:
     """``symbol(name: type, ...) -> type`` of one DWARF signature, as compiled
-    (types by their typedef name where the source used one)."""
+    (types by their typedef name where the source used one); ``symbol: type``
+    for a variable."""
+    if sig.role == "variable":
+        return f"{sig.symbol}: {sig.returns.typedef or sig.returns.name}"
     params = ", ".join(f"{p.name}: {p.type.typedef or p.type.name}" if p.name
                        else p.type.typedef or p.type.name for p in sig.params)
     returns = "" if sig.returns.kind == "void" and sig.returns.name in ("void", "()") \

@@ -245,6 +245,19 @@ def _signatures(old: LibraryInfo, new: LibraryInfo) -> list[Finding]:
         sb = b.get(sa.symbol)
         if sb is None:
             continue
+        if "variable" in (sa.role, sb.role):
+            if sa.role == sb.role and None not in (sa.returns.size, sb.returns.size) and \
+                    sa.returns.size != sb.returns.size:
+                continue  # diff.object-size-changed says it, from the symbol table
+            why = _type_change(sa.returns, sb.returns) if sa.role == sb.role else \
+                f"a {sa.role} became a {sb.role}"
+            if why:
+                # a host reading the variable reads it with the old type
+                out.append(Finding("diff.variable-type-changed", "error",
+                                   f"{sa.symbol}: {why}",
+                                   {"symbol": sa.symbol, "changes": [why],
+                                    "old": _signature_text(sa), "new": _signature_text(sb)}))
+            continue
         changes = _signature_changes(sa, sb)
         if changes:
             out.append(Finding("diff.signature-changed", "error",
@@ -274,13 +287,33 @@ def _signature_changes(a: DebugSignature, b: DebugSignature) -> list[str]:
 def _type_change(a: DebugType, b: DebugType) -> str | None:
     la, lb = debug_leaves(a), debug_leaves(b)
     if la is not None and lb is not None and la != lb:
-        return f"{_type_text(a)} became {_type_text(b)}"
+        inside = _member_change(a, b)
+        return f"{_type_text(a)} became {_type_text(b)}" + (f" ({inside})" if inside else "")
     if a.kind == b.kind == "pointer" and a.target is not None and b.target is not None:
         # what the callee reads through the pointer changed (a struct grew...)
         ta, tb = debug_leaves(a.target), debug_leaves(b.target)
         if ta is not None and tb is not None and ta != tb:
             return (f"the pointed-to {_type_text(a.target)} became "
                     f"{_type_text(b.target)}")
+    return None
+
+
+def _member_change(a: DebugType, b: DebugType, depth: int = 0) -> str | None:
+    """Where two aggregates of the same kind first differ: a member's name or type."""
+    if a.kind != b.kind or a.kind not in ("struct", "union") or a.fields is None or \
+            b.fields is None or depth > 4:
+        return None
+    for i, (x, y) in enumerate(zip(a.fields, b.fields), 1):
+        label = f"member {x.name!r}" if x.name else f"member {i}"
+        if x.name != y.name:
+            return f"{label} became {y.name!r}"
+        lx, ly = debug_leaves(x.type), debug_leaves(y.type)
+        if lx is not None and ly is not None and lx != ly:
+            inner = _member_change(x.type, y.type, depth + 1)
+            return f"{label}: {inner}" if inner else \
+                f"{label}: {_type_text(x.type)} became {_type_text(y.type)}"
+    if len(a.fields) != len(b.fields):
+        return f"{len(a.fields)} member(s) became {len(b.fields)}"
     return None
 
 
@@ -293,6 +326,8 @@ def _params_text(params: Iterable[Any]) -> str:
 
 
 def _signature_text(sig: DebugSignature) -> str:
+    if sig.role == "variable":
+        return sig.returns.typedef or sig.returns.name
     return f"({_params_text(sig.value_params)}) -> " \
            f"{sig.value_return.typedef or sig.value_return.name}"
 

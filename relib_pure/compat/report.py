@@ -56,6 +56,7 @@ FINDING_CODES: dict[str, str] = {
     "diff.export-added": "diff: a symbol is newly exported",
     "diff.export-kind-changed": "diff: an export changed between function and data",
     "diff.object-size-changed": "diff: an exported data object changed size (copy relocations keep the old one)",
+    "diff.variable-type-changed": "diff: an exported variable's type changed (DWARF of both builds)",
     "diff.symbol-version-changed": "diff: an export moved to another symbol version",
     "diff.boxing-changed": "diff: a relib return value became boxed or unboxed (__post companion)",
     "diff.import-added": "diff: a relib import slot (error) or an undefined symbol (info) is new",

@@ -11,7 +11,10 @@ exports, without loading it:
   ``.debug_aranges`` (or, without it, the units' own address ranges), and only
   those units are parsed (pyelftools' DWARF reader);
 - a function is the ``DW_TAG_subprogram`` whose ``DW_AT_low_pc`` is the
-  symbol's address, a slot the ``DW_TAG_variable`` whose location is it.
+  symbol's address, a slot (or an exported variable) the ``DW_TAG_variable``
+  whose location is it. Address ranges cover code only in C objects: a
+  variable no unit was found for is looked up among the units' top-level
+  entries (a C global's place), skipping their subtrees.
 
 Corrupt DWARF raises :class:`~relib_pure.errors.InspectionError`
 (``inspect.bad-dwarf``, naming the file); every walk is bounded (DIEs read,
@@ -43,8 +46,11 @@ logger = logging.getLogger(__name__)
 #: module has a few thousand): past it the rest is left unread and counted in
 #: ``DebugInfo.skipped``
 MAX_DIES = 2_000_000
-#: plain exported functions read (relib's own are always read)
+#: plain exported functions read (relib's own are always read), and as many variables
 MAX_FUNCTIONS = 4096
+#: top-level entries looked through for variables no address range placed (a C
+#: global's place; C++ and Rust nest theirs in namespaces, which are not entered)
+MAX_GLOBAL_DIES = 200_000
 #: nesting of struct fields expanded (and of type chains followed)
 MAX_TYPE_DEPTH = 6
 #: depth a pointer hop costs (its target's fields are read one level less deep)
@@ -144,15 +150,22 @@ def _targets(info: LibraryInfo) -> tuple[dict[int, list[_Target]], int]:
             roles[f.symbol] = "relib-import"
     out: dict[int, list[_Target]] = {}
     plain = 0
+    variables = 0
     skipped = 0
     for sym in info.exports:
         code = sym.kind in ("func", "ifunc")
         role = roles.get(sym.name)
         if role is None and sym.name.startswith(abi.POST_PREFIX + abi.PUBLIC_PREFIX):
             role = "relib-post"
+        if role is None and not code:
+            if sym.kind != "object" or _relib_owned(sym.name):
+                continue  # thread-locals, absolute symbols, relib's own statics
+            if variables >= MAX_FUNCTIONS:
+                skipped += 1
+                continue
+            variables += 1
+            role = "variable"
         if role is None:
-            if not code:
-                continue  # plain data: no signature
             if plain >= MAX_FUNCTIONS:
                 skipped += 1
                 continue
@@ -161,6 +174,11 @@ def _targets(info: LibraryInfo) -> tuple[dict[int, list[_Target]], int]:
         if sym.value:
             out.setdefault(sym.value, []).append(_Target(sym.name, role, code))
     return out, skipped
+
+
+def _relib_owned(name: str) -> bool:
+    """relib's own statics (compilation info, internal slots): not a library's API."""
+    return name.startswith(("__RELIB__", abi.PUBLIC_PREFIX, abi.POST_PREFIX + abi.PUBLIC_PREFIX))
 
 
 class _Reader:
@@ -198,10 +216,16 @@ class _Reader:
             if not self._scan(dwarf, cu, by_unit[offset], found):
                 unread |= by_unit[offset]
             read += 1
+        placed = {a for addrs in by_unit.values() for a in addrs}
+        globals_ = {a for a, ts in self.targets.items() if a not in placed
+                    and any(t.role == "variable" for t in ts)}
+        if globals_ and self.dies < MAX_DIES:
+            read += self._scan_globals(dwarf, globals_, found, set(by_unit))
         wanted = [t for ts in self.targets.values() for t in ts]
         cut = {t.symbol for a in unread for t in self.targets[a] if t.symbol not in found}
         missing = sorted(t.symbol for t in wanted if t.symbol not in found
-                         and t.symbol not in cut and (t.code or t.role != "function"))
+                         and t.symbol not in cut and (t.code or t.role not in ("function",
+                                                                               "variable")))
         ordered = tuple(found[t.symbol] for t in sorted(wanted, key=lambda t: t.symbol)
                         if t.symbol in found)
         message = None
@@ -311,6 +335,35 @@ class _Reader:
             return lo <= addr < hi
         return False
 
+    def _scan_globals(self, dwarf: Any, addrs: set[int], found: dict[str, DebugSignature],
+                      already: set[int]) -> int:
+        """Fill ``found`` with the variables at ``addrs`` from the units' top-level
+        entries (their subtrees skipped); returns how many units it looked into
+        besides the ``already`` read ones (offsets)."""
+        pending = set(addrs)
+        looked = 0
+        limit = min(MAX_DIES, self.dies + MAX_GLOBAL_DIES)
+        for cu in dwarf.iter_CUs():
+            if not pending or self.dies >= limit:
+                break
+            looked += cu.cu_offset not in already
+            top = cu.get_top_DIE()
+            unit = _text(top.attributes.get("DW_AT_name"))
+            for die in top.iter_children():
+                self.dies += 1
+                if self.dies >= limit or not pending:
+                    break
+                if die.tag != "DW_TAG_variable" or "DW_AT_location" not in die.attributes:
+                    continue
+                addr = _location_address(dwarf, cu, die.attributes["DW_AT_location"])
+                if addr not in pending:
+                    continue
+                pending.discard(addr)
+                for t in self.targets[addr]:
+                    if t.role == "variable" and t.symbol not in found:
+                        found[t.symbol] = self._variable(die, t, unit)
+        return looked
+
     # -- one unit ------------------------------------------------------------------------
 
     def _scan(self, dwarf: Any, cu: Any, addrs: set[int],
@@ -342,7 +395,8 @@ class _Reader:
                     continue
                 for t in self.targets.get(addr, ()):
                     if not t.code and t.symbol not in found:
-                        sig = self._slot(die, t, unit)
+                        sig = self._variable(die, t, unit) if t.role == "variable" \
+                            else self._slot(die, t, unit)
                         if sig is not None:
                             found[t.symbol] = sig
                         pending.discard(t.symbol)
@@ -366,6 +420,12 @@ class _Reader:
                                              self._type_of(child)))
         return DebugSignature(target.symbol, target.role, returns, tuple(params),
                               _convention(target.role, self.generation, returns, params), unit)
+
+    def _variable(self, die: Any, target: _Target, unit: str | None) -> DebugSignature:
+        """An exported variable: its type is the signature's ``returns``, no parameters.
+        A definition apart from its declaration takes the type from the declaration."""
+        typed = die if "DW_AT_type" in die.attributes else _origin(die)
+        return DebugSignature(target.symbol, target.role, self._type_of(typed), (), None, unit)
 
     def _slot(self, die: Any, target: _Target, unit: str | None) -> DebugSignature | None:
         """A function-pointer static: its pointee's prototype is the signature."""
