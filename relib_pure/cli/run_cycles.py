@@ -148,30 +148,20 @@ def _reporting_cycle(record: Any) -> Any:
 
 def _child_command(args: argparse.Namespace) -> list[str]:
     """This very ``run --cycles`` command, without ``--isolated``, for the child."""
-    cmd = [sys.executable, "-X", "faulthandler", "-m", "relib_pure", "run", "--json",
-           "--cycles", str(args.cycles), "--times", str(args.times), "--owner", args.owner,
-           f"--restype={args.restype}"]
-    cmd += [f"--tolerance={t}" for t in args.tolerance]
-    if args.call is not None:
-        cmd.append(f"--call={args.call}")
-    if not args.check:
-        cmd.append("--no-check")
-    if args.lazy:
-        cmd.append("--lazy")
-    if args.deepbind:
-        cmd.append("--deepbind")
-    if not args.protocol:
-        cmd.append("--plain")
-    return cmd + ["--", args.path]  # a path may begin with "-"
+    from relib_pure.runtime.probe import cycle_flags
+
+    return [sys.executable, "-X", "faulthandler", "-m", "relib_pure", "run", "--json",
+            "--cycles", str(args.cycles), *[f"--tolerance={t}" for t in args.tolerance],
+            *cycle_flags(call=args.call, restype=args.restype, times=args.times,
+                         owner=args.owner, check=args.check, lazy=args.lazy,
+                         deepbind=args.deepbind, protocol=args.protocol),
+            "--", args.path]  # a path may begin with "-"
 
 
 def _execute_isolated(args: argparse.Namespace) -> int:
-    from relib_pure.runtime.probe import _signal_name
+    from relib_pure.runtime.probe import child_env, signal_name
 
-    env = dict(os.environ)
-    # the child must import this very package, wherever it was imported from
-    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+    env = child_env()
     with tempfile.TemporaryFile() as progress:
         env[PROGRESS_ENV] = str(progress.fileno())
         timed_out = False
@@ -188,7 +178,7 @@ def _execute_isolated(args: argparse.Namespace) -> int:
         where = _last_progress(progress.fileno())
     sig = -returncode if returncode is not None and returncode < 0 else None
     process = {"exit_status": returncode if returncode is not None and returncode >= 0 else None,
-               "signal": sig, "signal_name": _signal_name(sig) if sig else None,
+               "signal": sig, "signal_name": signal_name(sig) if sig else None,
                "timed_out": timed_out, "stderr": err, "cycle": where.get("cycle")}
     try:
         data = json.loads(out) if sig is None and not timed_out else None

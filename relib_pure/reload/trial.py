@@ -22,7 +22,6 @@ import importlib
 import json
 import os
 import selectors
-import signal as signal_mod
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from relib_pure.errors import ReloadError
+from relib_pure.runtime.probe import child_env, signal_name
 
 __all__ = ["TrialResult", "describe_spec", "run_trial", "trial_implementations"]
 
@@ -101,9 +101,7 @@ def describe_spec(spec: Any) -> dict[str, Any]:
     """The JSON the child loads a version by (:class:`~relib_pure.reload.version.LoadSpec`)."""
     imports = []
     if spec.relib:
-        from relib_pure.relib import _import_specs
-
-        specs, _impls = _import_specs(spec.import_types, spec.interface, spec.imports or {})
+        specs, _impls = _relib_imports(spec)
         imports = [{"name": s.name, "trait": s.trait, "restype": _type_ref(s.restype),
                     "argtypes": [_type_ref(a) for a in s.argtypes]} for s in specs]
     return {"relib": spec.relib, "main": spec.main, "main_restype": _type_ref(spec.main_restype),
@@ -113,18 +111,14 @@ def describe_spec(spec: Any) -> dict[str, Any]:
 
 def trial_implementations(spec: Any) -> dict[str, Callable[..., Any]] | None:
     """The Python implementations of ``spec``'s relib imports (``None``: not relib)."""
-    if not spec.relib:
-        return None
+    return _relib_imports(spec)[1] if spec.relib else None
+
+
+def _relib_imports(spec: Any) -> tuple[Any, dict[str, Callable[..., Any]]]:
+    """``(import specs, implementations)`` of a relib ``spec``, as ``load_module`` reads them."""
     from relib_pure.relib import _import_specs
 
-    return _import_specs(spec.import_types, spec.interface, spec.imports or {})[1]
-
-
-def _signal_name(num: int) -> str:
-    try:
-        return signal_mod.Signals(num).name
-    except ValueError:
-        return f"signal {num}"
+    return _import_specs(spec.import_types, spec.interface, spec.imports or {})
 
 
 def run_trial(path: str, described: dict[str, Any], *, timeout: float = 30.0,
@@ -134,9 +128,7 @@ def run_trial(path: str, described: dict[str, Any], *, timeout: float = 30.0,
     With ``implementations`` (import name -> callable, as ``load_module`` takes
     them) the child's import calls are answered by them, on this thread.
     """
-    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+    env = child_env()
     forward = implementations is not None
     cmd = [sys.executable, "-X", "faulthandler", "-m", "relib_pure.reload.trial_child",
            json.dumps({**described, "path": path, "forward": forward})]
@@ -171,7 +163,7 @@ def run_trial(path: str, described: dict[str, Any], *, timeout: float = 30.0,
                 proc.kill()
                 proc.wait()
         stderr = _read(err)
-    sig = _signal_name(-proc.returncode) if proc.returncode < 0 else None
+    sig = signal_name(-proc.returncode) if proc.returncode < 0 else None
     if result is None or sig is not None:
         return TrialResult(False, stage, None, sig, stderr, forwarded, zeroed)
     return TrialResult(bool(result["ok"]), stage, result.get("error"), None, stderr,
@@ -233,9 +225,10 @@ def _answer(stdin: IO[bytes], implementations: Mapping[str, Callable[..., Any]],
 
 
 class _Host:
-    """The child's line to the host: import calls up, answers down, one at a time."""
+    """The child's line to the host: stage lines and import calls up, answers down
+    (``answers`` is ``None`` when no implementations answer), one at a time."""
 
-    def __init__(self, out: int, answers: IO[bytes]) -> None:
+    def __init__(self, out: int, answers: IO[bytes] | None) -> None:
         self.out = out
         self.answers = answers
         self.lock = threading.Lock()
@@ -249,6 +242,7 @@ class _Host:
 
         def call(*args: Any) -> Any:
             line = json.dumps({"call": name, "args": [encode(a) for a in args]}) + "\n"
+            assert self.answers is not None
             with self.lock:  # module threads may call imports concurrently
                 os.write(self.out, line.encode())
                 answer = self.answers.readline()
@@ -279,15 +273,11 @@ def child(described: dict[str, Any]) -> int:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-    host = _Host(out, answers) if answers is not None else None
+    host = _Host(out, answers)
     zeroed: list[str] = []
 
     def emit(stage: str, **extra: Any) -> None:
-        msg = {"stage": stage, "zeroed": zeroed, **extra}
-        if host is not None:
-            host.emit(msg)
-        else:
-            os.write(out, (json.dumps(msg) + "\n").encode())
+        host.emit({"stage": stage, "zeroed": zeroed, **extra})
 
     path = described["path"]
     stage = "load"
@@ -303,11 +293,11 @@ def child(described: dict[str, Any]) -> int:
                 # a type this interpreter cannot import is no value to send either
                 known = (restype is not None or imp["restype"] is None) and \
                     None not in argtypes
-                if host is not None and known and crosses(restype, argtypes):
+                if answers is not None and known and crosses(restype, argtypes):
                     func = host.stub(imp["name"])
                 else:
                     func = (lambda *a, _r=restype: _zero(_r))
-                    if host is not None:
+                    if answers is not None:
                         zeroed.append(imp["name"])
                 imports[imp["name"]] = (restype, argtypes, func)
             handle: Any = load_module(path, imports=imports, owner=described["owner"],

@@ -16,24 +16,20 @@ import base64
 import ctypes
 from typing import Any
 
+from relib_pure.relib.layouts import RStr, RString, RVecU8
+
 __all__ = ["crosses", "encode", "decode"]
 
 _PRIMITIVE = (bool, int, float)
-
-
-def _layouts() -> Any:
-    from relib_pure.relib import layouts
-
-    return layouts
+# results that cross: none, a borrowed string, an owning string or byte vector
+_PLAIN_RESULTS = (None, RStr, RString, RVecU8)
 
 
 def crosses(restype: Any, argtypes: list[Any]) -> bool:
     """Whether a call of this signature can be answered by the host."""
-    lay = _layouts()
-    plain_result = (None, lay.RStr, lay.RString, lay.RVecU8)
-    if restype not in plain_result and not _is_simple(restype):
+    if restype not in _PLAIN_RESULTS and not _is_simple(restype):
         return False
-    return all(t is lay.RStr or _is_simple(t) for t in argtypes)
+    return all(t is RStr or _is_simple(t) for t in argtypes)
 
 
 def _is_simple(t: Any) -> bool:
@@ -44,14 +40,13 @@ def _is_simple(t: Any) -> bool:
 
 def encode(value: Any) -> Any:
     """``value`` as JSON data (``TypeError`` when it cannot cross)."""
-    lay = _layouts()
     if value is None or isinstance(value, _PRIMITIVE):
         return value
     if isinstance(value, ctypes._SimpleCData):
         return encode(value.value)
     if isinstance(value, str):
         return {"str": value}
-    if isinstance(value, lay.RStr):
+    if isinstance(value, RStr):
         return {"rstr": base64.b64encode(value.to_bytes()).decode("ascii")}
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"bytes": base64.b64encode(bytes(value)).decode("ascii")}
@@ -66,5 +61,5 @@ def decode(data: Any) -> Any:
         return str(data["str"])
     raw = base64.b64decode(str(data.get("rstr", data.get("bytes", ""))))
     if "rstr" in data:
-        return _layouts().RStr.from_bytes(raw)
+        return RStr.from_bytes(raw)
     return raw

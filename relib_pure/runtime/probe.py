@@ -29,7 +29,7 @@ from relib_pure.runtime.report import UnloadReport
 logger = logging.getLogger(__name__)
 
 __all__ = ["RESTYPES", "RunResult", "ProbeReport", "run_cycle", "probe", "SCHEMA_VERSION",
-           "native_stdout_to_stderr"]
+           "native_stdout_to_stderr", "signal_name", "child_env", "cycle_flags"]
 
 SCHEMA_VERSION = 1
 
@@ -229,11 +229,42 @@ def _check_arguments(restype: str | None, times: int, owner: str) -> None:
         raise ValueError(f"times must be an integer of at least 1, not {times!r}")
 
 
-def _signal_name(num: int) -> str:
+def signal_name(num: int) -> str:
+    """``SIGSEGV`` for 11: how a child's death by a signal is reported."""
     try:
         return signal_mod.Signals(num).name
     except ValueError:
         return f"signal {num}"
+
+
+def child_env() -> dict[str, str]:
+    """This environment for a child interpreter that must import this very
+    package, wherever it was imported from (a checkout, not the installed one)."""
+    env = dict(os.environ)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def cycle_flags(*, call: str | None, restype: str | None, times: int, owner: str,
+                check: bool, lazy: bool, deepbind: bool, protocol: bool,
+                args: Sequence[str] = ()) -> list[str]:
+    """The command-line flags (``probe`` and ``run`` share them) of one cycle's options."""
+    flags = ["--times", str(times), "--owner", owner]
+    if restype is not None:
+        flags.append(f"--restype={restype}")
+    if call is not None:
+        flags.append(f"--call={call}")
+        flags += [f"--arg={a}" for a in args]
+    if not check:
+        flags.append("--no-check")
+    if lazy:
+        flags.append("--lazy")
+    if deepbind:
+        flags.append("--deepbind")
+    if not protocol:
+        flags.append("--plain")
+    return flags
 
 
 def probe(path: str | os.PathLike[str], *, call: str | None = None,
@@ -250,25 +281,10 @@ def probe(path: str | os.PathLike[str], *, call: str | None = None,
         parse_call(call, args, restype)  # the caller's mistake, said here, not as a crash
     shown = os.fspath(path)
     cmd = [sys.executable, "-X", "faulthandler", "-m", "relib_pure", "probe",
-           "--times", str(times), "--owner", owner]
-    if restype is not None:
-        cmd.append(f"--restype={restype}")
-    if call is not None:
-        cmd.append(f"--call={call}")
-        cmd += [f"--arg={a}" for a in args]
-    if not check:
-        cmd.append("--no-check")
-    if lazy:
-        cmd.append("--lazy")
-    if deepbind:
-        cmd.append("--deepbind")
-    if not protocol:
-        cmd.append("--plain")
-    cmd += ["--", shown]  # a path may begin with "-"
-    env = dict(os.environ)
-    # the child must import this very package, wherever it was imported from
-    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+           *cycle_flags(call=call, restype=restype, times=times, owner=owner, check=check,
+                        lazy=lazy, deepbind=deepbind, protocol=protocol, args=args),
+           "--", shown]  # a path may begin with "-"
+    env = child_env()
     timed_out = False
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -292,7 +308,7 @@ def probe(path: str | os.PathLike[str], *, call: str | None = None,
             stage = result.stage
     sig = -returncode if returncode is not None and returncode < 0 else None
     status = returncode if returncode is not None and returncode >= 0 else None
-    return ProbeReport(shown, status, sig, _signal_name(sig) if sig else None, err, stage,
+    return ProbeReport(shown, status, sig, signal_name(sig) if sig else None, err, stage,
                        result, timed_out)
 
 
