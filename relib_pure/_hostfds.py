@@ -20,7 +20,8 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["lock", "fds", "files", "hold", "release", "hold_file", "release_file"]
+__all__ = ["lock", "fds", "files", "hold", "release", "hold_file", "release_file",
+           "identities"]
 
 #: held while a descriptor is opened and registered, closed and unregistered,
 #: and while a snapshot lists descriptors or maps (re-entrant: a snapshot may
@@ -67,17 +68,30 @@ def hold_file(key: tuple[int, int], map_file: Callable[[], T]) -> T:
         return result
 
 
-def _open_on(key: tuple[int, int]) -> set[int]:
-    """The descriptors open on the file ``key`` (call with :data:`lock` held)."""
-    found = set()
+def identities(skip: set[int] | frozenset[int] = frozenset()) -> dict[int, tuple[int, int]]:
+    """Each open descriptor but those in ``skip``, and the ``(st_dev, st_ino)`` it
+    refers to (call with :data:`lock` held: no host descriptor comes or goes
+    unregistered meanwhile).
+
+    ``fstat`` on the number is a third of the cost of ``readlink`` through
+    ``/proc/self/fd``, and just as good at telling two targets apart.
+    """
+    out: dict[int, tuple[int, int]] = {}
     for name in os.listdir(_FD_DIR):
+        fd = int(name)
+        if fd in skip:
+            continue
         try:
-            st = os.fstat(int(name))
+            st = os.fstat(fd)
         except OSError:  # listdir's own descriptor, closed by now
             continue
-        if (st.st_dev, st.st_ino) == key:
-            found.add(int(name))
-    return found
+        out[fd] = (st.st_dev, st.st_ino)
+    return out
+
+
+def _open_on(key: tuple[int, int]) -> set[int]:
+    """The descriptors open on the file ``key`` (call with :data:`lock` held)."""
+    return {fd for fd, ident in identities().items() if ident == key}
 
 
 def release_file(key: tuple[int, int], mapping: object, unmap: Callable[[], object]) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 __all__ = ["Field", "STRUCT_CODES", "read_field", "elf_fields", "pe_fields"]
 
+
 @dataclass(frozen=True)
 class Field:
     """A header or table field of a fixture: ``size`` bytes at ``offset``."""

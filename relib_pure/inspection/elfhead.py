@@ -21,7 +21,6 @@ from relib_pure.inspection._elfconst import (DT_NULL, DT_SONAME, DT_STRTAB, PT_D
 __all__ = ["ElfIdent", "parse_ident", "read_ident", "read_soname", "read_interp"]
 
 
-
 @dataclass(frozen=True)
 class ElfIdent:
     """Class, byte order, OS ABI and machine: what must match to be loadable together."""

@@ -189,7 +189,9 @@ class RelibModule:
         self.generation = driver.generation
         self.compilation_info = driver.compilation_info
         self.exports = _Exports(driver.exports)
-        self._main_by_restype: dict[Any, ExportFunction] = {}
+        # main as the driver bound it while loading (``()``; this module's invoker)
+        self._main_by_restype: dict[Any, ExportFunction] = \
+            {None: driver.main} if driver.main is not None else {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -243,9 +245,6 @@ class RelibModule:
         :class:`~relib_pure.errors.SymbolMissing` if there is no main.
         """
         fn = self._main_by_restype.get(restype)
-        if fn is None and restype is None:
-            # bound while loading, with the driver's invoker (this module's)
-            fn = self.driver.main
         if fn is not None:
             return fn()
         with self._lock:

@@ -16,7 +16,6 @@ Rust host does, because the module's state would otherwise be corrupt.
 from __future__ import annotations
 
 import ctypes
-
 import os
 import threading
 import traceback

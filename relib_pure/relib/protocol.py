@@ -46,11 +46,8 @@ _NO_ALLOC_TRACKER = ("seems like this module doesn't have a registered global al
 
 _MAIN = relib_spec("main")
 _BEFORE_UNLOAD = relib_spec("before_unload")
+#: ``init``'s prototype, by whether the generation passes the alloc-tracker flag
 _INIT_PROTOTYPES = {flag: CFUNCTYPE(None, *init_argtypes(flag)) for flag in (False, True)}
-
-
-def _init_prototype(with_alloc_tracker_flag: bool) -> Any:
-    return _INIT_PROTOTYPES[with_alloc_tracker_flag]
 
 
 def _resolver(module: Any) -> Callable[[str], int | None]:
@@ -175,7 +172,7 @@ class RelibDriver:
         # relib compares pthread_self() of later calls with this value; on Linux
         # threading.get_ident() is pthread_self()
         self._owner_ident = threading.get_ident()
-        init = _init_prototype(gen.init_has_alloc_tracker_flag)(self._internal["init"])
+        init = _INIT_PROTOTYPES[gen.init_has_alloc_tracker_flag](self._internal["init"])
         if gen.init_has_alloc_tracker_flag:
             init(self._owner_ident, self.module_id, self.enable_alloc_tracker)
         else:
@@ -220,9 +217,8 @@ class RelibDriver:
         self._call_internal("run_thread_local_dtors")
         if self.generation.cleanup_export:
             self._call_internal(self.generation.cleanup_export)
-        live = allocs.lookup(self.module_id) if self.module_id is not None else None
-        if live is not None:
-            live.fold_on_read = True  # pack() below folds what the flush reports
+        if self.store is not None:
+            self.store.fold_on_read = True  # pack() below folds what the flush reports
         self._call_internal("take_cached_allocs_before_exit")
         assert self.module_id is not None
         store = allocs.remove(self.module_id)

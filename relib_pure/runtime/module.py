@@ -216,35 +216,30 @@ class Module:
         """
         if not self._loaded:
             raise ModuleUnloaded(f"cannot resolve {name}: the module is not loaded", path=self.path)
-        index, placed = _export_index(self.info)
-        value = placed.get(name)
-        if value is not None:
-            base = self._base
-            if base is None:
-                base = self._base = dl.load_base(self.handle)
-            return base + value
-        if name not in index:
-            return None
-        found = self._own_symbol(name)
-        return found if isinstance(found, int) else None
+        return self.own_resolver()(name)
 
     def own_resolver(self) -> Callable[[str], int | None]:
-        """:meth:`own_address` for many names while the module stays loaded (a protocol
-        driver wiring it): the base and the table are looked up once."""
+        """:meth:`own_address` for many names (a protocol driver wiring the module):
+        the load bias and the symbol table are looked up once."""
         if not self._loaded:
             raise ModuleUnloaded("cannot resolve symbols: the module is not loaded",
                                  path=self.path)
         index, placed = _export_index(self.info)
+        if self._base is None:
+            self._base = dl.load_base(self.handle)
         base = self._base
-        if base is None:
-            base = self._base = dl.load_base(self.handle)
-        slow = self.own_address
 
         def resolve(name: str) -> int | None:
+            if not self._loaded:
+                raise ModuleUnloaded(f"cannot resolve {name}: the module is not loaded",
+                                     path=self.path)
             value = placed.get(name)
-            if value is not None and self._loaded:
+            if value is not None:
                 return base + value
-            return slow(name) if name in index else None
+            if name not in index:
+                return None
+            found = self._own_symbol(name)
+            return found if isinstance(found, int) else None
         return resolve
 
     def _own_symbol(self, name: str) -> int | str | None:

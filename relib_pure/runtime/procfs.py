@@ -327,25 +327,10 @@ def thread_name(tid: int) -> str:
 
 
 def fd_identities() -> dict[int, tuple[int, int]]:
-    """Open descriptors and the ``(st_dev, st_ino)`` of what each refers to.
-
-    ``fstat`` on the number is a third of the cost of ``readlink`` through
-    ``/proc/self/fd``, and just as good at telling two targets apart.
-    """
-    out: dict[int, tuple[int, int]] = {}
-    skip = host_fds
-    # under the lock: no host descriptor opens or closes unregistered meanwhile
+    """Open descriptors (the host's own left out) and the ``(st_dev, st_ino)`` of
+    what each refers to (:func:`relib_pure._hostfds.identities`)."""
     with _hostfds.lock:
-        for name in os.listdir(_FD):
-            fd = int(name)
-            if fd in skip:
-                continue
-            try:
-                st = os.fstat(fd)
-            except OSError:  # listdir's own descriptor, closed by now
-                continue
-            out[fd] = (st.st_dev, st.st_ino)
-    return out
+        return _hostfds.identities(host_fds)
 
 
 def fd_target(fd: int) -> str | None:

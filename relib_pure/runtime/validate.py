@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from relib_pure import _hostfds
 from relib_pure.errors import InspectionError, LoadError
-from relib_pure.runtime import procfs
+from relib_pure.runtime import dl
 from relib_pure.runtime.procfs import FileId, file_id
 
 if TYPE_CHECKING:
@@ -118,12 +118,6 @@ def _stat_error(path: str, e: OSError) -> InspectionError:
     return InspectionError(f"cannot stat: {e.strerror}", path=path, code="inspect.io")
 
 
-def _key(real_path: str, st: os.stat_result) -> tuple[Any, ...]:
-    from relib_pure.inspection.cache import identity_key
-
-    return identity_key(real_path, st)
-
-
 def library_info(path: str, st: os.stat_result) -> LibraryInfo:
     """``relib_pure.inspect(path)``, cached by file identity (reloads of an unchanged file)."""
     return _library_info(path, st)[0]
@@ -153,7 +147,7 @@ def debug_info(validated: Validated) -> Any:
         return debug
 
 
-def _check(info: LibraryInfo, file_key: tuple[Any, ...], policy: Any) -> Any:
+def _check(info: LibraryInfo, file_key: tuple[str, FileId], policy: Any) -> Any:
     """``compat.check(info, policy)``, cached when its answer depends on nothing else.
 
     Every check but ``resolve`` is a pure function of the inspection and the
@@ -166,7 +160,7 @@ def _check(info: LibraryInfo, file_key: tuple[Any, ...], policy: Any) -> Any:
         # resolve also reads the NEEDED libraries and this process's loaded
         # objects: keyed by the loader's own list of them and the search path
         # (a changed library on disk elsewhere is dlopen's to find: RTLD_NOW)
-        extra = (_loaded_chain(), os.environ.get("LD_LIBRARY_PATH", ""))
+        extra = (dl.loaded_chain(), os.environ.get("LD_LIBRARY_PATH", ""))
     key = (file_key, policy, extra)
     try:
         hash(key)
@@ -189,23 +183,12 @@ def _run_check(info: LibraryInfo, policy: Any) -> Any:
     return run_check(info, policy)
 
 
-def _loaded_chain() -> tuple[int, ...]:
-    from relib_pure.runtime import dl  # ctypes: imported by the first check that resolves
-
-    global _loaded_chain
-    _loaded_chain = dl.loaded_chain
-    return dl.loaded_chain()
-
-
 def check_report_for(validated: Validated, policy: Any) -> Any:
     """The check report of ``validated`` for ``policy``, cached as :func:`validate` caches it.
 
     Unlike :func:`validate`, error findings are returned, not raised.
     """
-    fid = validated.file
-    # identity_key's fields, from the identity recorded while validating
-    key = (validated.real_path, fid.dev, fid.inode, fid.size, fid.mtime_ns, fid.ctime_ns)
-    return _check(validated.info, key, policy)
+    return _check(validated.info, (validated.real_path, validated.file), policy)
 
 
 def _store(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
@@ -251,11 +234,11 @@ def validate(path: str | os.PathLike[str], *, policy: Any = None, check: bool = 
     real_path, before = _resolve(abs_path)
     info, fresh = _library_info(real_path, before)
     report = None
+    fid = file_id(before)
     if check:
-        report = _check(info, _key(real_path, before),
+        report = _check(info, (real_path, fid),
                         policy if policy is not None else _default_policy())
         report.raise_for_errors()
-    fid = file_id(before)
     # a cached inspection was made from bytes with this very identity; only a
     # fresh read can have raced with a change of the file
     if fresh and file_id(_stat(real_path)) != fid:

@@ -112,7 +112,7 @@ def leaked_fds(before: Snapshot, others: frozenset[tuple[int, int]] = frozenset(
     if others_now is not None:
         others = others | others_now()
     for fd, ident in sorted(current.items()):
-        if before.fds.get(fd) != ident and ident not in others:
+        if old.get(fd) != ident and ident not in others:
             target = procfs.fd_target(fd)
             if target is not None:
                 out.append(LeakedFd(fd, target))
@@ -312,8 +312,8 @@ def _walk(mem: _Memory, at: int, end: int, start: int, limit: int) -> bool:
     the part is then the chunk's first pages, the rest lying where an older
     mapping was.
 
-    Each piece is read on its own (a header, or one page to see it unused),
-    never the whole span.
+    Each piece is read on its own (a header, or up to :data:`_READ_MAX` bytes
+    to see its zeros), never the whole span.
     """
     page = mmap.PAGESIZE
     recognised = False
@@ -405,7 +405,7 @@ def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
     # threads) each hold one frame-stack chunk: not this module's doing
     datastacks = len(_python_thread_ids() - before.tasks)
     datastacks = datastacks if sys.version_info >= (3, 11) else 0
-    out: list[tuple[Mapping, Mapping]] = []  # (its line, the new part)
+    out: list[Mapping] = []  # the new parts
     for m in procfs.parse_maps(fresh):
         if m.perms.startswith("---") or m.path.startswith("["):
             continue
@@ -422,13 +422,13 @@ def leaked_mappings(before: Snapshot, after: bytes, fid: FileId, path: str,
                 datastacks -= chunks
                 continue
             if not _allocator_owned(m, (s, e), after):
-                out.append((m, Mapping(s, e, m.perms, m.offset + (s - m.start), m.dev,
-                                       m.inode, m.path)))
+                out.append(Mapping(s, e, m.perms, m.offset + (s - m.start), m.dev, m.inode,
+                                   m.path))
     for _ in range(LEAK_CHECKS):
         if not out:
             break
         out = _settled(out)
-    return tuple(part for _, part in out)
+    return tuple(out)
 
 
 #: how long a suspected leak is given to turn out as another thread's passing
@@ -439,7 +439,7 @@ LEAK_SETTLE = 0.01
 LEAK_CHECKS = 3
 
 
-def _settled(found: list[tuple[Mapping, Mapping]]) -> list[tuple[Mapping, Mapping]]:
+def _settled(found: list[Mapping]) -> list[Mapping]:
     """The suspected leaks still there, and still unexplained, a moment later.
 
     A leak stays; memory another thread maps for a moment (a deep call's frame
@@ -448,7 +448,7 @@ def _settled(found: list[tuple[Mapping, Mapping]]) -> list[tuple[Mapping, Mappin
     time.sleep(LEAK_SETTLE)
     data = procfs.read_maps()
     kept = []
-    for line, part in found:
+    for part in found:
         now = procfs.query_mapping(part.start)
         if now is None or now.perms != part.perms or (now.dev, now.inode) != (part.dev,
                                                                                 part.inode):
@@ -463,5 +463,5 @@ def _settled(found: list[tuple[Mapping, Mapping]]) -> list[tuple[Mapping, Mappin
             with _Memory() as mem:
                 if mem.fd >= 0 and mem.read(part.start, 8) is None:
                     continue
-        kept.append((line, part))
+        kept.append(part)
     return kept
